@@ -1,0 +1,105 @@
+// Command pgms manages PostgreSQL microshards declaratively.
+//
+// The command layer only parses flags and wires packages together; the
+// behaviour lives in config, state, planner, executor and sql.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/internal/dsn"
+)
+
+// Exit codes, the same for every command.
+const (
+	exitOK          = 0   // success; for plan -detailed-exitcode: no changes
+	exitError       = 1   // any error
+	exitChanges     = 2   // plan -detailed-exitcode: there are changes
+	exitInterrupted = 130 // stopped by SIGINT/SIGTERM at a safe point
+)
+
+// exitError carries a specific exit code through cobra.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+// withCode makes a command end with code; a nil err prints nothing.
+func withCode(code int, err error) error { return &exitCodeError{code: code, err: err} }
+
+// silentError ends a command with exit 1 after it already reported its
+// errors itself (for example per node).
+var errReported = errors.New("")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes pgms with args and returns the exit code. SIGINT and SIGTERM
+// cancel the context; long operations stop at their next safe point.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := newRootCommand(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitError
+	var ce *exitCodeError
+	if errors.As(err, &ce) {
+		code = ce.code
+	} else if ctx.Err() != nil {
+		code = exitInterrupted
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stderr, "pgms: "+dsn.Redact(msg))
+	}
+	return code
+}
+
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pgms",
+		Short: "Manage PostgreSQL microshards declaratively",
+		Long: `pgms manages microshards (schemas sh0001, sh0002, …) spread over PostgreSQL
+primaries. It installs the microsharding stored-function library, lists shards
+and their weights, and keeps the cluster in line with topology files.
+
+Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error,
+2 plan -detailed-exitcode: changes present, 130 interrupted.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	for _, add := range commands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// commands are the subcommand constructors; each command file registers
+// its own in init so that files stay independent.
+var commands []func() *cobra.Command
+
+func register(c func() *cobra.Command) { commands = append(commands, c) }

@@ -1,0 +1,500 @@
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Superuser is the database superuser of servers the harness starts.
+const Superuser = "postgres"
+
+// DefaultSettings are the server settings the harness starts with: logical
+// replication enabled with room for many moves, durability traded for speed.
+// synchronous_commit stays on: walsenders only send flushed WAL, and off
+// delays every streamed change by up to wal_writer_delay.
+var DefaultSettings = map[string]string{
+	"wal_level":                         "logical",
+	"max_wal_senders":                   "40",
+	"max_replication_slots":             "40",
+	"max_worker_processes":              "32",
+	"max_logical_replication_workers":   "16",
+	"max_sync_workers_per_subscription": "4",
+	"max_connections":                   "200",
+	"shared_buffers":                    "64MB",
+	"fsync":                             "off",
+	"full_page_writes":                  "off",
+	"wal_retrieve_retry_interval":       "1s",
+	"max_wal_size":                      "2GB",
+	"listen_addresses":                  "127.0.0.1",
+	"unix_socket_directories":           "",
+	"log_line_prefix":                   "%m [%p] %q%d ",
+	"log_timezone":                      "UTC",
+	"timezone":                          "UTC",
+	"dynamic_shared_memory_type":        "posix",
+	"huge_pages":                        "off",
+}
+
+// Server is one throwaway PostgreSQL server.
+type Server struct {
+	Name    string // s0, s1, … in start order
+	Host    string
+	Port    int
+	DataDir string // empty for servers the harness did not start
+	Version int
+
+	dir      string // everything of this server: data, log
+	logPath  string
+	proc     *os.Process
+	exited   chan struct{}
+	exitErr  error
+	mu       sync.Mutex
+	owned    bool
+	user     serverUser
+	settings map[string]string
+	bins     Binaries
+	baseDSN  string // for external servers: how to reach them
+}
+
+// DSN returns a URL for database on this server as the superuser.
+func (s *Server) DSN(database string) string {
+	if s.baseDSN != "" {
+		cfg, err := pgx.ParseConfig(s.baseDSN)
+		if err == nil {
+			return rewriteDatabase(s.baseDSN, cfg.Database, database)
+		}
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", Superuser, s.Host, s.Port, database)
+}
+
+// Addr returns host:port.
+func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// LogTail returns the last n lines of the server log.
+func (s *Server) LogTail(n int) string {
+	if s.logPath == "" {
+		return ""
+	}
+	data, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Log returns the whole server log.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(s.logPath)
+	return string(data)
+}
+
+// spawner forks every postmaster from one goroutine locked to an OS thread
+// that never exits: the parent-death signal fires when the forking *thread*
+// dies, and Go may retire ordinary threads at any time.
+var spawner = struct {
+	once sync.Once
+	reqs chan spawnRequest
+}{}
+
+type spawnRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func spawn(cmd *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan spawnRequest)
+		go func() {
+			runtime.LockOSThread()
+			for r := range spawner.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawner.reqs <- spawnRequest{cmd: cmd, done: done}
+	return <-done
+}
+
+// rootDir is where all servers of this machine's test runs live: /dev/shm
+// when it has room (a data directory is ~1000 files and disk-backed tmp makes
+// every start ten times slower), the system temp directory otherwise.
+func rootDir() string {
+	if d := os.Getenv("PGMS_TEST_DIR"); d != "" {
+		return d
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && uint64(st.Bavail)*uint64(st.Bsize) > 2<<30 {
+		return "/dev/shm/pgms-test"
+	}
+	return filepath.Join(os.TempDir(), "pgms-test")
+}
+
+// prepareRoot creates the root directory and removes directories of earlier
+// test processes that no longer run (a binary killed by -timeout runs no
+// cleanups; its servers died with it through the parent-death signal).
+func prepareRoot(root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "run-") && !strings.HasPrefix(name, "tmp-") {
+			continue
+		}
+		parts := strings.SplitN(name, "-", 3)
+		pid, err := strconv.Atoi(parts[1])
+		if err != nil || processAlive(pid) {
+			continue
+		}
+		os.RemoveAll(filepath.Join(root, name))
+	}
+	return nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// template returns a data directory made by initdb, built once per machine
+// for a given installation and argument list, and copied for every server.
+// It is built in a private directory and renamed into place so that test
+// binaries running side by side never see half a template.
+func template(root string, bins Binaries, u serverUser) (string, error) {
+	args := []string{"-U", Superuser, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"}
+	h := sha256.Sum256([]byte(bins.Dir + "\x00" + strconv.Itoa(bins.Version) + "\x00" + strings.Join(args, "\x00") + "\x00" + u.Name))
+	final := filepath.Join(root, "template-"+hex.EncodeToString(h[:8]))
+	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
+		return final, nil
+	}
+	tmp := filepath.Join(root, fmt.Sprintf("tmp-%d-%s", os.Getpid(), randomSuffix()))
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := u.own(tmp); err != nil {
+		return "", err
+	}
+	data := filepath.Join(tmp, "data")
+	cmd := exec.Command(bins.Path("initdb"), append([]string{"-D", data}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.credential}
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	if err := os.Rename(data, final); err != nil {
+		// Another test binary won the race: use its template.
+		if _, statErr := os.Stat(filepath.Join(final, "PG_VERSION")); statErr == nil {
+			return final, nil
+		}
+		return "", err
+	}
+	return final, nil
+}
+
+// copyTree copies a data directory, keeping modes.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(target, info.Mode().Perm())
+		}
+		if info.Mode()&os.ModeSymlink != 0 {
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_EXCL, info.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer creates a data directory from the template and starts a
+// postmaster on a free port, retrying when another process takes the port
+// between picking and binding it.
+func startServer(ctx context.Context, root, name string, bins Binaries, u serverUser, tmpl string, extra map[string]string) (*Server, error) {
+	dir := filepath.Join(root, fmt.Sprintf("run-%d-%s-%s", os.Getpid(), name, randomSuffix()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := copyTree(tmpl, data); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("copy template: %w", err)
+	}
+	if err := os.Chmod(data, 0o700); err != nil {
+		return nil, err
+	}
+	if err := u.own(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &Server{
+		Name: name, Host: "127.0.0.1", DataDir: data, Version: bins.Version,
+		dir: dir, logPath: filepath.Join(dir, "server.log"), owned: true,
+		user: u, bins: bins, settings: map[string]string{},
+	}
+	for k, v := range DefaultSettings {
+		s.settings[k] = v
+	}
+	for k, v := range extra {
+		s.settings[k] = v
+	}
+	var lastErr error
+	for attempt := 0; attempt < 8; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.Port = port
+		err = s.launch(ctx)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "already in use") {
+			break
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, fmt.Errorf("start server %s: %w", name, lastErr)
+}
+
+// launch starts the postmaster on s.Port and waits until it accepts
+// connections for our own data directory.
+func (s *Server) launch(ctx context.Context) error {
+	keys := make([]string, 0, len(s.settings))
+	for k := range s.settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"-D", s.DataDir, "-c", "port=" + strconv.Itoa(s.Port)}
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+s.settings[k])
+	}
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	offset, _ := logFile.Seek(0, io.SeekEnd)
+
+	cmd := exec.Command(s.bins.Path("postgres"), args...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: s.user.credential,
+		// Go sets the parent-death signal after switching credentials (a
+		// credential switch would clear it). SIGQUIT is an immediate
+		// shutdown that also ends the backends.
+		Pdeathsig: syscall.SIGQUIT,
+		Setpgid:   true,
+	}
+	if err := spawn(cmd); err != nil {
+		return fmt.Errorf("exec postgres: %w", err)
+	}
+	s.mu.Lock()
+	s.proc = cmd.Process
+	s.exited = make(chan struct{})
+	s.exitErr = nil
+	exited := s.exited
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.exitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("postgres exited during start-up: %s", s.logSince(offset))
+		default:
+		}
+		if ok, err := s.ready(ctx); ok {
+			return nil
+		} else if err != nil {
+			s.kill()
+			return err
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return fmt.Errorf("postgres did not accept connections within 60s: %s", s.logSince(offset))
+		}
+		select {
+		case <-ctx.Done():
+			s.kill()
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) logSince(offset int64) string {
+	data, _ := os.ReadFile(s.logPath)
+	if int64(len(data)) > offset {
+		data = data[offset:]
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// ready reports whether the server on s.Port is ours and accepts
+// connections; an error means another server answers on that port.
+func (s *Server) ready(ctx context.Context) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, s.DSN("postgres"))
+	if err != nil {
+		return false, nil
+	}
+	defer conn.Close(ctx)
+	var dataDir string
+	if err := conn.QueryRow(cctx, "SHOW data_directory").Scan(&dataDir); err != nil {
+		return false, nil
+	}
+	if filepath.Clean(dataDir) != filepath.Clean(s.DataDir) {
+		return false, fmt.Errorf("port %d already in use by another server (data directory %s)", s.Port, dataDir)
+	}
+	return true, nil
+}
+
+// Stop shuts the server down (fast mode: sessions are ended, nothing is
+// flushed since fsync is off) and waits for it.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	proc, exited := s.proc, s.exited
+	s.mu.Unlock()
+	if proc == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	proc.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(15 * time.Second):
+	}
+	proc.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(5 * time.Second):
+	}
+	s.kill()
+	return fmt.Errorf("server %s did not stop within 20s; killed", s.Name)
+}
+
+func (s *Server) kill() {
+	s.mu.Lock()
+	proc, exited := s.proc, s.exited
+	s.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	// The postmaster runs in its own process group: kill the backends too.
+	syscall.Kill(-proc.Pid, syscall.SIGKILL)
+	<-exited
+}
+
+// Crash kills the server and every backend at once, like a power cut
+// (without the data loss fsync=off would then cause: the OS keeps the pages).
+func (s *Server) Crash() { s.kill() }
+
+// Restart starts a stopped or crashed server again on the same port.
+func (s *Server) Restart(ctx context.Context) error {
+	if !s.owned {
+		return errors.New("cannot restart a server the harness did not start")
+	}
+	s.Stop()
+	return s.launch(ctx)
+}
+
+// remove stops the server and deletes its directory.
+func (s *Server) remove() error {
+	if !s.owned {
+		return nil
+	}
+	err := s.Stop()
+	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
+		err = rmErr
+	}
+	return err
+}
