@@ -1,0 +1,50 @@
+package names
+
+import (
+	"regexp"
+	"testing"
+	"time"
+)
+
+func TestParseLeftoverSchema(t *testing.T) {
+	isShard := regexp.MustCompile(`^sh\d{4}$`).MatchString
+	tests := []struct {
+		in      string
+		ok      bool
+		shard   string
+		kind    string
+		renamed time.Time
+	}{
+		{"sh0001old20260102030405", true, "sh0001", "old", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		{"sh0001old_1700000000", true, "sh0001", "old", time.Unix(1700000000, 0).UTC()},
+		{"sh0001old", true, "sh0001", "old", time.Time{}},
+		{"sh0042new", true, "sh0042", "new", time.Time{}},
+		{"sh0001", false, "", "", time.Time{}},
+		{"renew", false, "", "", time.Time{}},
+		{"public", false, "", "", time.Time{}},
+	}
+	for _, tt := range tests {
+		l, ok := ParseLeftoverSchema(tt.in, isShard)
+		if ok != tt.ok || l.Shard != tt.shard || l.Kind != tt.kind || !l.Renamed.Equal(tt.renamed) {
+			t.Errorf("ParseLeftoverSchema(%q) = %+v, %v", tt.in, l, ok)
+		}
+	}
+	if got := OldSchema("sh0007", time.Date(2026, 11, 25, 12, 0, 1, 0, time.UTC)); got != "sh0007old20261125120001" {
+		t.Errorf("OldSchema = %s", got)
+	}
+}
+
+func TestParseMoveArtifact(t *testing.T) {
+	tests := []struct{ in, schema string }{
+		{MoveSlot("sh0001"), "sh0001"},
+		{ReferencePublication("sh0002"), "sh0002"},
+		{ReferenceSubscription("sh0003"), "sh0003"},
+		{"other_slot", ""},
+	}
+	for _, tt := range tests {
+		got, ok := ParseMoveArtifact(tt.in)
+		if got != tt.schema || ok != (tt.schema != "") {
+			t.Errorf("ParseMoveArtifact(%q) = %q, %v", tt.in, got, ok)
+		}
+	}
+}
