@@ -148,6 +148,13 @@ func Install(ctx context.Context, conn *pgx.Conn, opts Options) (Result, error) 
 	if _, err := tx.Exec(ctx, script, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return res, fmt.Errorf("run library script in schema %s: %w", ident, err)
 	}
+	// Re-baking sorts, de-duplicates and filters the list it finds (an
+	// install made by pg-microsharding may hold it unsorted), which the fast
+	// path of microsharding_list_active_shards() relies on. The set of
+	// active shards is unchanged.
+	if _, err := tx.Exec(ctx, "SELECT microsharding_ensure_active_shards_()"); err != nil {
+		return res, fmt.Errorf("normalise the active list: %w", err)
+	}
 	if opts.Naming != nil {
 		if _, err := tx.Exec(ctx, "SELECT microsharding_configure_naming_($1, $2)",
 			opts.Naming.Prefix, opts.Naming.Digits); err != nil {

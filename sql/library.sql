@@ -132,15 +132,25 @@ BEGIN
 END;
 $$;
 
--- The hot path. A join on the name index of pg_namespace keeps the cost
--- proportional to the active list, not to the number of schemas times it.
+-- The hot path. The baked list is kept sorted (in the "C" order of
+-- pg_namespace names), unique and filtered to existing schemas by
+-- microsharding_ensure_active_shards_(), so one cast, which resolves each
+-- name through the catalog cache, is the whole answer. Only when a schema
+-- was dropped behind the library's back does the cast fail; then the slow
+-- path filters by name.
 CREATE OR REPLACE FUNCTION microsharding_list_active_shards() RETURNS regnamespace[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $$
-  SELECT COALESCE(array_agg(n.oid::regnamespace ORDER BY n.nspname), '{}')
-  FROM unnest(microsharding_active_shards_()) AS a(name)
-  JOIN pg_catalog.pg_namespace n ON n.nspname = a.name
+BEGIN
+  RETURN microsharding_active_shards_()::regnamespace[];
+EXCEPTION WHEN invalid_schema_name THEN
+  RETURN (
+    SELECT COALESCE(array_agg(n.oid::regnamespace ORDER BY n.nspname), '{}')
+    FROM unnest(microsharding_active_shards_()) AS a(name)
+    JOIN pg_catalog.pg_namespace n ON n.nspname = a.name
+  );
+END;
 $$;
 
 COMMENT ON FUNCTION microsharding_list_active_shards()
@@ -164,14 +174,11 @@ DECLARE
   $sql$;
   existing text[];
 BEGIN
-  IF shards IS NOT NULL THEN
-    SELECT COALESCE(array_agg(DISTINCT s ORDER BY s), '{}') INTO shards
-    FROM unnest(shards) AS s WHERE s IS NOT NULL;
-  ELSE
+  IF shards IS NULL THEN
     shards := microsharding_active_shards_();
   END IF;
   SELECT COALESCE(array_agg(n.nspname::text ORDER BY n.nspname), '{}') INTO existing
-  FROM unnest(shards) AS a(name)
+  FROM (SELECT DISTINCT s FROM unnest(shards) AS s) AS a(name)
   JOIN pg_catalog.pg_namespace n ON n.nspname = a.name;
   IF existing IS DISTINCT FROM microsharding_active_shards_() THEN
     EXECUTE format(template, existing);
@@ -386,6 +393,8 @@ DECLARE
   tbl record;
   src record;
   columns text[];
+  column_types text[];
+  column_cast boolean[];
   selects text[];
   shard_label text;
   view_name text;
@@ -412,15 +421,25 @@ BEGIN
     GROUP BY c.relname
     ORDER BY c.relname
   LOOP
-    -- The union of the columns of every shard's table: id first, then by name.
-    SELECT array_agg(a.attname::text ORDER BY a.attname::text <> 'id', a.attname::text)
-    INTO columns
+    -- The union of the columns of every shard's table: id first, then by
+    -- name. A column gets the type it has in the shards; where shards
+    -- disagree it is read as text, so that UNION ALL can match the branches.
+    -- Missing columns are typed NULLs: an untyped NULL would make UNION ALL
+    -- resolve the column as text before it meets the real type.
+    SELECT array_agg(a.attname ORDER BY a.attname <> 'id', a.attname),
+           array_agg(CASE WHEN a.types = 1 THEN a.typ ELSE 'text' END ORDER BY a.attname <> 'id', a.attname),
+           array_agg(a.types > 1 ORDER BY a.attname <> 'id', a.attname)
+    INTO columns, column_types, column_cast
     FROM (
-      SELECT DISTINCT a.attname
+      SELECT a.attname::text AS attname,
+             min(format_type(a.atttypid, a.atttypmod)) AS typ,
+             count(DISTINCT format_type(a.atttypid, a.atttypmod)) AS types
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
       WHERE c.relnamespace = ANY(sources) AND c.relname = tbl.name
+        AND c.relkind IN ('r', 'p', 'f', 'v') AND NOT c.relispartition
         AND a.attnum > 0 AND NOT a.attisdropped
+      GROUP BY a.attname
     ) a;
 
     selects := '{}';
@@ -441,11 +460,15 @@ BEGIN
         shard_label,
         (
           SELECT string_agg(
-            CASE WHEN EXISTS (
-              SELECT 1 FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = src.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
-            ) THEN quote_ident(col) ELSE 'NULL' END,
-            ', ' ORDER BY ord)
+            CASE
+              WHEN NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = src.oid AND a.attname = u.col AND a.attnum > 0 AND NOT a.attisdropped
+              ) THEN 'NULL::' || column_types[u.ord]
+              WHEN column_cast[u.ord] THEN quote_ident(u.col) || '::text'
+              ELSE quote_ident(u.col)
+            END,
+            ', ' ORDER BY u.ord)
           FROM unnest(columns) WITH ORDINALITY AS u(col, ord)
         ),
         src.schema_name,

@@ -1,0 +1,43 @@
+# pgms — common tasks. `make demo` and `make test` are the two commands the
+# README starts with; both work on a fresh machine with Go and PostgreSQL.
+
+GO       ?= go
+BIN      := bin/pgms
+DEMO_DIR := .demo
+# Parallel test packages each start their own servers; two at a time suits a
+# 2-core machine.
+TEST_P   ?= 2
+
+.PHONY: all build demo demo-stop test test-short vet bench bench-discovery clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgms
+
+## demo: local throwaway servers, an example topology, plan and apply
+demo: build
+	@scripts/demo.sh "$(DEMO_DIR)"
+
+## demo-stop: stop the demo servers and remove their directory
+demo-stop:
+	$(GO) run ./internal/demo stop -dir "$(DEMO_DIR)"
+
+## test: every test, against real PostgreSQL servers started by the tests
+test:
+	@scripts/check-postgres.sh
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)
+	$(GO) vet ./...
+	PGMS_REQUIRE_POSTGRES=1 $(GO) test -p $(TEST_P) -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: the benchmarks that print numbers with their baselines
+bench: bench-discovery
+
+bench-discovery:
+	$(GO) run ./internal/bench/discovery
+
+clean:
+	rm -rf bin
