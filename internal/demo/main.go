@@ -20,8 +20,8 @@ import (
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/internal/pgutil"
-	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
 )
 
 var nodeNames = []string{"a", "b", "c"}
