@@ -194,7 +194,7 @@ func (l *listing) render(w io.Writer) {
 			fmt.Fprintf(w, "%s: unavailable\n", n.Node)
 			continue
 		}
-		fmt.Fprintf(w, "%s: %d active shards, %s (%s of all)\n", n.Node, len(n.Shards), l.weight(n.Total), percent(n.Share))
+		fmt.Fprintf(w, "%s: %s, %s (%s of all)\n", n.Node, plural(len(n.Shards), "active shard"), l.weight(n.Total), percent(n.Share))
 		if len(n.Shards) == 0 {
 			continue
 		}
@@ -213,7 +213,15 @@ func (l *listing) render(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(w, "\nTotal: %d active shards, %s on %d nodes\n", l.Count, l.weight(l.Total), len(l.Nodes))
+	fmt.Fprintf(w, "\nTotal: %s, %s on %s\n", plural(l.Count, "active shard"), l.weight(l.Total), plural(len(l.Nodes), "node"))
 }
 
 func percent(f float64) string { return fmt.Sprintf("%.1f%%", f*100) }
+
+// plural formats a count with a noun, adding an s unless the count is one.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

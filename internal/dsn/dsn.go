@@ -106,7 +106,7 @@ func Resolve(flags []string) ([]string, error) {
 	for i, d := range list {
 		cfg, err := pgconn.ParseConfig(d)
 		if err != nil {
-			return nil, fmt.Errorf("DSN %d (%s): %s", i+1, Redact(d), Redact(err.Error()))
+			return nil, fmt.Errorf("invalid DSN %d (%s): %s", i+1, Redact(d), ParseErrorCause(err))
 		}
 		key := NameOf(cfg.Host, cfg.Port, cfg.Database)
 		if seen[key] {
@@ -134,4 +134,14 @@ func WithoutPassword(connString string) string {
 		return u.String()
 	}
 	return strings.TrimSpace(kvPassword.ReplaceAllString(connString, ""))
+}
+
+// ParseErrorCause returns the cause of a DSN parse error without the DSN
+// itself, which pgconn repeats (unredacted) in its message.
+func ParseErrorCause(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "`: "); i >= 0 {
+		msg = msg[i+3:]
+	}
+	return Redact(msg)
 }

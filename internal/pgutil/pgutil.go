@@ -35,7 +35,7 @@ type Node struct {
 func ParseConfig(connString string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: invalid DSN: %s", dsn.Redact(connString), dsn.Redact(err.Error()))
+		return nil, fmt.Errorf("invalid DSN %s: %s", dsn.Redact(connString), dsn.ParseErrorCause(err))
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
