@@ -1,0 +1,3 @@
+cluster {
+  schema_prefix = "Shard-"
+}

@@ -1,0 +1,3 @@
+cluster {
+  schema_digits = 4.5
+}

@@ -1,0 +1,2 @@
+node "a" { dsn = "" }
+node "b" { dsn = env("PGMS_EMPTY") }

@@ -1,0 +1,1 @@
+node "a" { dsn = file("secrets/missing.dsn") }

@@ -1,0 +1,3 @@
+cluster {
+  migrate_command = []
+}

@@ -1,0 +1,6 @@
+node "a" { dsn = env("PGMS_DSN_A") }
+
+shards "1-10" {
+  active = false
+}
+removed {}

@@ -1,0 +1,1 @@
+node "a" { dsn = "postgres://app:s3cret@db-a:5432/app" }

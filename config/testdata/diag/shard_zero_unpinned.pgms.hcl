@@ -1,0 +1,6 @@
+node "a" { dsn = env("PGMS_DSN_A") }
+
+shards "0" {
+  node   = "a"
+  pinned = false
+}

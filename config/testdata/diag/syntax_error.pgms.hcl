@@ -1,0 +1,5 @@
+node "a" {
+  dsn = env("PGMS_DSN_A"
+}
+
+shards "1-10" { node = "a" }

@@ -1,0 +1,2 @@
+node "a" { dsn = var.dsn_a }
+node "b" { dsn = lookup("PGMS_DSN_B") }
