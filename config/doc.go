@@ -76,9 +76,10 @@
 // table name.
 //
 // Shard 0 is the global shard: rebalancing never moves it, pinned or not.
-// Shard numbers must fit schema_digits (at most 9999 with 4 digits). No
-// shard may be in two blocks, whether on the same node, on two nodes, or
-// both placed and removed.
+// Shard numbers must fit schema_digits (at most 9999 with 4 digits), and
+// the files may list at most a million shards (MaxShards). No shard may be
+// in two blocks, whether on the same node, on two nodes, or both placed and
+// removed. An attribute set to null counts as not set.
 //
 // # Functions
 //

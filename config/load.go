@@ -47,6 +47,11 @@ var (
 	validNode   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 )
 
+// MaxShards bounds the shards the files may list (placed and removed), so
+// that a typo in a range cannot make every consumer of the topology
+// allocate per-shard state for millions of shards.
+const MaxShards = 1_000_000
+
 // maxIdentifier is PostgreSQL's limit on a name, in bytes.
 const maxIdentifier = 63
 
@@ -145,7 +150,7 @@ func LoadSources(sources map[string][]byte, opts ...Option) (*Topology, hcl.Diag
 		}
 		l.diags = append(l.diags, diags...)
 		if f != nil {
-			bodies = append(bodies, fileBody{name: name, body: f.Body, ctx: evalContext(name, l.opts.lookupEnv)})
+			bodies = append(bodies, fileBody{body: f.Body, ctx: evalContext(name, l.opts.lookupEnv)})
 		}
 	}
 	if l.diags.HasErrors() {
@@ -190,7 +195,6 @@ func LoadSources(sources map[string][]byte, opts ...Option) (*Topology, hcl.Diag
 }
 
 type fileBody struct {
-	name string
 	body hcl.Body
 	ctx  *hcl.EvalContext
 }
@@ -250,6 +254,15 @@ func (l *loader) eval(attr *hcl.Attribute, ctx *hcl.EvalContext, ty cty.Type, wa
 	}
 	return c, true
 }
+
+// peek evaluates an attribute without reporting anything, to tell a
+// literal null (written to mean "unset") from a value.
+func (l *loader) peek(attr *hcl.Attribute, ctx *hcl.EvalContext) cty.Value {
+	v, _ := attr.Expr.Value(ctx)
+	return v
+}
+
+func isNull(v cty.Value) bool { return v != cty.NilVal && v.IsKnown() && v.IsNull() }
 
 func (l *loader) str(attr *hcl.Attribute, ctx *hcl.EvalContext) (string, bool) {
 	v, ok := l.eval(attr, ctx, cty.String, "a string")
@@ -437,7 +450,7 @@ func (l *loader) node(b blockIn) {
 	content, diags := b.Body.Content(nodeSchema)
 	l.diags = append(l.diags, diags...)
 	a := content.Attributes
-	if attr := a["dsn"]; attr == nil {
+	if attr := a["dsn"]; attr == nil || isNull(l.peek(attr, b.ctx)) {
 		l.errorf(b.DefRange, "Missing dsn",
 			"Node %q has no dsn. Add one, preferably from the environment so that no password lands in the file: dsn = env(%q).", name, envName(name))
 	} else {
@@ -526,7 +539,7 @@ func (l *loader) shards(b blockIn) {
 	r := ShardRange{From: from, To: to, Active: true, DeclRange: b.DefRange}
 	a := content.Attributes
 	var nodeRange hcl.Range
-	if attr := a["node"]; attr == nil {
+	if attr := a["node"]; attr == nil || isNull(l.peek(attr, b.ctx)) {
 		l.errorf(b.DefRange, "Missing node", "Shards %q are placed on no node. Add node = \"NAME\" naming one of the node blocks.", b.Labels[0])
 		ok = false
 	} else if s, valid := l.str(attr, b.ctx); valid {
@@ -558,7 +571,7 @@ func (l *loader) removed(b blockIn) {
 	content, diags := b.Body.Content(removedSchema)
 	l.diags = append(l.diags, diags...)
 	attr := content.Attributes["shards"]
-	if attr == nil {
+	if attr == nil || isNull(l.peek(attr, b.ctx)) {
 		l.errorf(b.DefRange, "Missing shards", `A removed block names the shards to drop: shards = "400-410".`)
 		return
 	}
@@ -589,6 +602,14 @@ func (l *loader) crossCheck() {
 			if _, ok := l.nodeDecl[r.Node]; !ok {
 				l.errorf(l.shardsNodes[i], "Unknown node", "%s", unknownNode(r.Node, names))
 			}
+		}
+	}
+	total := 0
+	for _, r := range append(append([]ShardRange(nil), t.Shards...), t.Removed...) {
+		if total += r.Len(); total > MaxShards {
+			l.errorf(r.DeclRange, "Too many shards",
+				"With shards %q the files list more than %d shards, more than pgms handles. Check the ranges for a typo such as an extra digit.", r.String(), MaxShards)
+			break
 		}
 	}
 	if t.Cluster.StateNode != "" {
