@@ -1,0 +1,399 @@
+package state
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pgms-dev/pgms/internal/names"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/sql"
+)
+
+// Kinds of leftovers.
+const (
+	LeftoverOldSchema    = "old-schema"   // a move source renamed at cutover
+	LeftoverNewSchema    = "new-schema"   // a copy that was never activated
+	LeftoverPublication  = "publication"  // on a move source
+	LeftoverSlot         = "slot"         // logical replication slot on a move source
+	LeftoverSubscription = "subscription" // on a move destination
+)
+
+// Tools whose naming a leftover follows.
+const (
+	ToolPGMS            = "pgms"
+	ToolPGMicrosharding = "pg-microsharding"
+)
+
+// Leftover is an object a move made or left behind, recognised by its name
+// alone (both pgms's and pg-microsharding's conventions). Objects whose names
+// are not recognised are never reported, so cleanup never touches them.
+type Leftover struct {
+	Kind   string
+	Name   string
+	Schema string // the shard schema it belongs to, e.g. sh0001
+	Shard  int
+	// Tool is the tool whose convention the name follows. Renamed sources
+	// with a yyyymmddhhmmss suffix and "new" copies are named alike by
+	// both tools and are reported as pgms's.
+	Tool string
+	// Renamed is when an old-schema was renamed, read from its name; zero
+	// when the name does not say.
+	Renamed time.Time
+	// Active: for a schema, it is in the active list (cleanup then keeps
+	// it); for a slot, a walsender uses it; for a subscription, it is
+	// enabled.
+	Active bool
+	// RetainedBytes is, for a slot, the WAL it keeps from being recycled:
+	// the current WAL position minus its restart_lsn.
+	RetainedBytes int64
+	// Bytes is, for a schema, the total relation size of its tables.
+	Bytes int64
+	// WalsenderPID and WalsenderClient describe the walsender holding an
+	// active slot; the client is the application_name, which is the
+	// subscription's name when a subscription streams from the slot.
+	WalsenderPID    int
+	WalsenderClient string
+	// Slot is, for a subscription, the slot it streams from; empty when it
+	// was detached (slot_name = NONE).
+	Slot string
+}
+
+// String names the leftover for people: "slot pgms_move_sh0001".
+func (l Leftover) String() string { return kindNoun(l.Kind) + " " + l.Name }
+
+func kindNoun(kind string) string {
+	switch kind {
+	case LeftoverOldSchema, LeftoverNewSchema:
+		return "schema"
+	}
+	return kind
+}
+
+// kindOrder is the order cleanup drops leftovers in: a subscription first
+// (it holds its slot), then the slot, then the publication; schemas last.
+var kindOrder = map[string]int{
+	LeftoverSubscription: 0,
+	LeftoverSlot:         1,
+	LeftoverPublication:  2,
+	LeftoverNewSchema:    3,
+	LeftoverOldSchema:    4,
+}
+
+// KindOrder is the position of kind in the order cleanup drops leftovers.
+func KindOrder(kind string) int { return kindOrder[kind] }
+
+func sortLeftovers(ls []Leftover) {
+	sort.Slice(ls, func(i, j int) bool {
+		a, b := ls[i], ls[j]
+		if a.Shard != b.Shard {
+			return a.Shard < b.Shard
+		}
+		if kindOrder[a.Kind] != kindOrder[b.Kind] {
+			return kindOrder[a.Kind] < kindOrder[b.Kind]
+		}
+		return a.Name < b.Name
+	})
+}
+
+// ParseLeftover recognises name as a leftover of kind under naming, with
+// the fields its name determines. The facts a node reports (sizes, flags)
+// are left zero.
+func ParseLeftover(kind, name string, naming sql.Naming) (Leftover, bool) {
+	switch kind {
+	case LeftoverOldSchema, LeftoverNewSchema:
+		isShard := func(s string) bool { _, ok := shardNumber(naming, s); return ok }
+		l, ok := schemaLeftover(name, isShard, naming)
+		return l, ok && l.Kind == kind
+	case LeftoverPublication, LeftoverSlot, LeftoverSubscription:
+		return artifactLeftover(kind, name, naming)
+	}
+	return Leftover{}, false
+}
+
+func schemaLeftover(name string, isShard func(string) bool, naming sql.Naming) (Leftover, bool) {
+	p, ok := names.ParseLeftoverSchema(name, isShard)
+	if !ok {
+		return Leftover{}, false
+	}
+	shard, _ := shardNumber(naming, p.Shard)
+	l := Leftover{Kind: LeftoverOldSchema, Name: name, Schema: p.Shard, Shard: shard, Renamed: p.Renamed, Tool: ToolPGMS}
+	if p.Kind == "new" {
+		l.Kind = LeftoverNewSchema
+	} else if name != names.OldSchema(p.Shard, p.Renamed) {
+		// old_<unix time>, a bare "old" and other digit counts are only
+		// ever written by pg-microsharding.
+		l.Tool = ToolPGMicrosharding
+	}
+	return l, true
+}
+
+// artifactLeftover recognises the exact name either tool gives a
+// publication, slot or subscription of a move of a shard schema.
+func artifactLeftover(kind, name string, naming sql.Naming) (Leftover, bool) {
+	schema, ok := names.ParseMoveArtifact(name)
+	if !ok {
+		return Leftover{}, false
+	}
+	shard, ok := shardNumber(naming, schema)
+	if !ok {
+		return Leftover{}, false
+	}
+	ours, theirs := artifactNames(kind, schema)
+	l := Leftover{Kind: kind, Name: name, Schema: schema, Shard: shard}
+	switch name {
+	case ours:
+		l.Tool = ToolPGMS
+	case theirs:
+		l.Tool = ToolPGMicrosharding
+	default:
+		return Leftover{}, false
+	}
+	return l, true
+}
+
+// artifactNames returns the names pgms and pg-microsharding give a
+// replication object of kind for a move of schema.
+func artifactNames(kind, schema string) (pgms, reference string) {
+	switch kind {
+	case LeftoverPublication:
+		return names.MovePublication(schema), names.ReferencePublication(schema)
+	case LeftoverSlot:
+		return names.MoveSlot(schema), names.ReferenceSubscription(schema)
+	case LeftoverSubscription:
+		return names.MoveSubscription(schema), names.ReferenceSubscription(schema)
+	}
+	return "", ""
+}
+
+// Sibling returns the name of the object of kind that belongs to the same
+// move as l (same tool, same shard).
+func (l Leftover) Sibling(kind string) string {
+	pgms, reference := artifactNames(kind, l.Schema)
+	if l.Tool == ToolPGMicrosharding {
+		return reference
+	}
+	return pgms
+}
+
+// CleanupPolicy says which leftovers cleanup may drop.
+type CleanupPolicy struct {
+	// Now is the time retention is measured against; time.Now() when zero.
+	Now time.Time
+	// RetainOld keeps renamed move sources this long after their rename.
+	RetainOld time.Duration
+	// TerminateOrphanWalsenders lets cleanup end a walsender that holds an
+	// orphaned slot and is not a subscription's.
+	TerminateOrphanWalsenders bool
+}
+
+// PastRetention reports whether an old-schema was renamed at least retain
+// before now. A name without a timestamp counts as past retention:
+// pg-microsharding's cleanup drops such schemas unconditionally.
+func (l Leftover) PastRetention(now time.Time, retain time.Duration) bool {
+	return l.Renamed.IsZero() || !now.Before(l.Renamed.Add(retain))
+}
+
+// Verdict is cleanup's decision about one leftover.
+type Verdict struct {
+	Node     string // NodeState.Name
+	Leftover Leftover
+	Drop     bool
+	// Terminate says the slot is held by a walsender that must be ended
+	// before the drop (only with TerminateOrphanWalsenders).
+	Terminate bool
+	// Reason explains the decision in one line.
+	Reason string
+}
+
+// Triage decides, for every leftover of every readable node, whether
+// cleanup drops it, looking at the whole cluster: a slot is orphaned only
+// when no subscription on any node streams from it, and while a node
+// cannot be read, replication objects it might use are kept. Verdicts come
+// per node (in node order) in the order cleanup drops them.
+func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var unreadable []string
+	for _, n := range c.Nodes {
+		if n.Err != nil {
+			unreadable = append(unreadable, n.Name)
+		}
+	}
+	partial := ""
+	if len(unreadable) > 0 {
+		partial = fmt.Sprintf("node %s could not be read and may use it", strings.Join(unreadable, ", "))
+	}
+
+	verdicts := map[*NodeState][]Verdict{}
+	// Subscriptions first: whether a slot or publication is orphaned
+	// depends on the subscriptions that remain.
+	dropSub := map[string]bool{}      // subscriptions dropped, by name
+	keptSub := map[string]bool{}      // subscriptions kept, by name
+	keptSubs := map[string][]string{} // slot name -> nodes of the kept subscriptions using it
+	for _, n := range c.readable() {
+		for _, l := range n.Leftovers {
+			if l.Kind != LeftoverSubscription {
+				continue
+			}
+			v := Verdict{Node: n.Name, Leftover: l}
+			if n.Standby {
+				v.Reason = "the node is a standby"
+			} else {
+				shard := n.Shard(l.Shard)
+				v.Drop, v.Reason = JudgeSubscription(l, shard != nil, shard != nil && shard.Active)
+			}
+			if v.Drop {
+				dropSub[l.Name] = true
+			} else {
+				keptSub[l.Name] = true
+				keptSubs[l.Slot] = append(keptSubs[l.Slot], n.Name)
+			}
+			verdicts[n] = append(verdicts[n], v)
+		}
+	}
+
+	for _, n := range c.readable() {
+		keptSlots := map[string]bool{}
+		for _, l := range n.Leftovers {
+			v := Verdict{Node: n.Name, Leftover: l}
+			switch l.Kind {
+			case LeftoverSubscription:
+				continue
+			case LeftoverOldSchema:
+				switch {
+				case l.Active:
+					v.Reason = "it is in the active list"
+				case l.Renamed.IsZero():
+					v.Drop, v.Reason = true, "renamed source of a move; its name carries no time"
+				case !l.PastRetention(now, p.RetainOld):
+					v.Reason = fmt.Sprintf("renamed %s ago; kept until %s (retention %s)",
+						roundAge(now.Sub(l.Renamed)), l.Renamed.Add(p.RetainOld).UTC().Format("2006-01-02 15:04 MST"), p.RetainOld)
+				default:
+					v.Drop, v.Reason = true, fmt.Sprintf("renamed source of a move, renamed %s ago (retention %s)", roundAge(now.Sub(l.Renamed)), p.RetainOld)
+				}
+			case LeftoverNewSchema:
+				if l.Active {
+					v.Reason = "it is in the active list"
+				} else {
+					v.Drop, v.Reason = true, "copy of a move that was never activated"
+				}
+			case LeftoverSlot:
+				switch users := keptSubs[l.Name]; {
+				case len(users) > 0:
+					v.Reason = fmt.Sprintf("subscription %s on node %s streams from it", l.Name, strings.Join(users, ", "))
+				case partial != "":
+					v.Reason = partial
+				default:
+					v.Drop, v.Terminate, v.Reason = JudgeOrphanSlot(l, dropSub[l.Name], p.TerminateOrphanWalsenders)
+				}
+				if !v.Drop {
+					keptSlots[l.Name] = true
+				}
+			case LeftoverPublication:
+				slot, sub := l.Sibling(LeftoverSlot), l.Sibling(LeftoverSubscription)
+				switch {
+				case keptSlots[slot]:
+					v.Reason = fmt.Sprintf("slot %s of the same move is kept", slot)
+				case keptSub[sub] || len(keptSubs[slot]) > 0:
+					v.Reason = fmt.Sprintf("subscription %s of the same move is kept", sub)
+				case partial != "":
+					v.Reason = partial
+				default:
+					v.Drop, v.Reason = true, "orphaned: no slot or subscription of its move remains"
+				}
+			}
+			if n.Standby && v.Drop {
+				v.Drop, v.Terminate, v.Reason = false, false, "the node is a standby"
+			}
+			verdicts[n] = append(verdicts[n], v)
+		}
+	}
+
+	var out []Verdict
+	for _, n := range c.Nodes {
+		vs := verdicts[n]
+		sort.SliceStable(vs, func(i, j int) bool {
+			return kindOrder[vs[i].Leftover.Kind] < kindOrder[vs[j].Leftover.Kind]
+		})
+		out = append(out, vs...)
+	}
+	return out
+}
+
+func (c *Cluster) readable() []*NodeState {
+	var out []*NodeState
+	for _, n := range c.Nodes {
+		if n.Err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// JudgeSubscription decides whether a move's subscription is orphaned from
+// what its own node shows: a running move keeps its subscription enabled,
+// attached to its slot, and streaming into a shard schema that exists and
+// is inactive there. Anything else is what an interrupted or finished move
+// left behind.
+func JudgeSubscription(l Leftover, schemaExists, schemaActive bool) (drop bool, reason string) {
+	switch {
+	case !l.Active:
+		return true, "disabled: no move runs with a disabled subscription"
+	case l.Slot == "":
+		return true, "detached from its slot (slot_name = NONE)"
+	case !schemaExists:
+		return true, fmt.Sprintf("shard schema %s does not exist on this node", l.Schema)
+	case schemaActive:
+		return true, fmt.Sprintf("%s is active on this node: its move has finished", l.Schema)
+	}
+	return false, fmt.Sprintf("enabled and streaming into inactive %s: a move may be in progress", l.Schema)
+}
+
+// JudgeOrphanSlot decides about a slot that no remaining subscription uses,
+// by what holds it now. A subscription's walsender (its application_name is
+// the subscription's name) is left to end by itself when subDropped says
+// cleanup drops that subscription, and is never ended otherwise: the
+// subscription then lives on a node not given. A walsender of a running
+// pgms is a move copying data and is never ended either. Any other
+// walsender is ended only when terminate allows it.
+func JudgeOrphanSlot(l Leftover, subDropped, terminate bool) (drop, end bool, reason string) {
+	switch {
+	case !l.Active:
+		return true, false, "orphaned: no subscription uses it"
+	case l.WalsenderClient == l.Name && subDropped:
+		return true, false, "orphaned once its subscription is dropped"
+	case l.WalsenderClient == l.Name:
+		return false, false, fmt.Sprintf("subscription %s streams from it from a node not given here", l.Name)
+	case IsPGMSClient(l.WalsenderClient):
+		return false, false, fmt.Sprintf("held by a running pgms (walsender pid %d): a move may be copying data", l.WalsenderPID)
+	case terminate:
+		return true, true, fmt.Sprintf("orphaned; its walsender (pid %d, application %q) is ended first", l.WalsenderPID, l.WalsenderClient)
+	}
+	return false, false, fmt.Sprintf("orphaned but held by walsender pid %d (application %q); pass --terminate-orphan-walsenders to end it",
+		l.WalsenderPID, l.WalsenderClient)
+}
+
+// IsPGMSClient reports whether an application_name is pgms's own: the
+// sessions of a pgms process end with it, so a walsender with that name
+// belongs to a pgms that is still running.
+func IsPGMSClient(application string) bool {
+	return application == pgutil.ApplicationName || strings.HasPrefix(application, pgutil.ApplicationName+" ") ||
+		strings.HasPrefix(application, pgutil.ApplicationName+"/") || strings.HasPrefix(application, pgutil.ApplicationName+"-")
+}
+
+// roundAge prints a duration the way people say ages: 3d4h, 2h5m, 40s.
+func roundAge(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		days := d / (24 * time.Hour)
+		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
