@@ -1,0 +1,368 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
+)
+
+// CleanupSpec says what Cleanup drops on one node.
+type CleanupSpec struct {
+	// Leftovers are the objects to drop, as state.Cluster.Triage chose
+	// them. Each is checked again on the node before it is dropped: its
+	// name must still be recognised and the node-local conditions that made
+	// it droppable must still hold, so a stale list drops nothing it
+	// should not.
+	Leftovers []state.Leftover
+	// RetainOld keeps renamed move sources this long after their rename.
+	RetainOld time.Duration
+	// Now is the time retention is measured against; time.Now() when zero.
+	Now time.Time
+	// TerminateOrphanWalsenders lets Cleanup end a walsender that holds a
+	// slot to drop, unless it is a subscription's or a running pgms's.
+	TerminateOrphanWalsenders bool
+	// SlotWait bounds how long a slot to drop may stay in use (by the
+	// walsender of a subscription just dropped, or one being ended);
+	// 10s when zero.
+	SlotWait time.Duration
+	// LibrarySchema is the library's schema; sql.DefaultSchema when empty.
+	LibrarySchema string
+	// Naming is the shard naming leftovers are recognised by;
+	// sql.DefaultNaming when zero.
+	Naming sql.Naming
+	// Report, when set, is called after each leftover, as it happens.
+	Report func(Outcome)
+}
+
+// Outcome is what Cleanup did with one leftover.
+type Outcome struct {
+	Node     string // the pgutil.Node's Name
+	Leftover state.Leftover
+	Dropped  bool
+	// Reason says why a leftover was not dropped ("already gone", "still
+	// in use by …"); empty when dropped or failed.
+	Reason string
+	// RetainedBytes is, for a dropped slot, the WAL it retained just
+	// before the drop: what the drop lets the server recycle.
+	RetainedBytes int64
+	Took          time.Duration
+	Err           error
+}
+
+// CleanupResult lists the outcomes in the order Cleanup went through them.
+type CleanupResult struct {
+	Outcomes []Outcome
+}
+
+// Dropped returns the outcomes of the leftovers that were dropped.
+func (r CleanupResult) Dropped() []Outcome {
+	var out []Outcome
+	for _, o := range r.Outcomes {
+		if o.Dropped {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Cleanup drops leftovers of moves on node: subscriptions (disabled and
+// detached from their slot first, so that no connection to a publisher is
+// needed), then slots, publications, never-activated copies and renamed
+// sources past retention (DROP SCHEMA … CASCADE, one transaction per
+// schema). It goes on after a failure and returns every failure joined.
+func Cleanup(ctx context.Context, node *pgutil.Node, spec CleanupSpec) (CleanupResult, error) {
+	c := cleaner{node: node, spec: spec, lib: libraryOf(spec.LibrarySchema)}
+	if c.spec.Naming == (sql.Naming{}) {
+		c.spec.Naming = sql.DefaultNaming
+	}
+	if c.spec.Now.IsZero() {
+		c.spec.Now = time.Now()
+	}
+	if c.spec.SlotWait <= 0 {
+		c.spec.SlotWait = 10 * time.Second
+	}
+	leftovers := append([]state.Leftover(nil), spec.Leftovers...)
+	sort.SliceStable(leftovers, func(i, j int) bool {
+		return state.KindOrder(leftovers[i].Kind) < state.KindOrder(leftovers[j].Kind)
+	})
+
+	var res CleanupResult
+	var errs []error
+	version, err := sql.InstalledVersion(ctx, node.Conn, c.lib)
+	if err != nil {
+		return res, fmt.Errorf("cleanup on node %s: %w", node.Name, err)
+	}
+	c.library = version >= 0
+	for _, l := range leftovers {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		start := time.Now()
+		o := c.one(ctx, l)
+		o.Node, o.Leftover, o.Took = node.Name, l, time.Since(start)
+		if o.Err != nil {
+			o.Err = pgutil.Wrap(o.Err, "node %s: drop %s", node.Name, l)
+			errs = append(errs, o.Err)
+		}
+		res.Outcomes = append(res.Outcomes, o)
+		if spec.Report != nil {
+			spec.Report(o)
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// CleanupAll drops what the verdicts drop, on nodes keyed by the verdicts'
+// node names: first every node's subscriptions, because a slot is free only
+// once its subscription is gone and the two live on different nodes; then
+// the rest, node by node. spec.Leftovers is ignored. It goes on after a
+// failure and returns every failure joined.
+func CleanupAll(ctx context.Context, nodes map[string]*pgutil.Node, verdicts []state.Verdict, spec CleanupSpec) ([]Outcome, error) {
+	subs, rest := map[string][]state.Leftover{}, map[string][]state.Leftover{}
+	var order []string
+	seen := map[string]bool{}
+	for _, v := range verdicts {
+		if !v.Drop {
+			continue
+		}
+		if !seen[v.Node] {
+			seen[v.Node] = true
+			order = append(order, v.Node)
+		}
+		if v.Leftover.Kind == state.LeftoverSubscription {
+			subs[v.Node] = append(subs[v.Node], v.Leftover)
+		} else {
+			rest[v.Node] = append(rest[v.Node], v.Leftover)
+		}
+	}
+	var outcomes []Outcome
+	var errs []error
+	for _, phase := range []map[string][]state.Leftover{subs, rest} {
+		for _, name := range order {
+			if len(phase[name]) == 0 {
+				continue
+			}
+			node := nodes[name]
+			if node == nil {
+				errs = append(errs, fmt.Errorf("cleanup: no connection to node %s", name))
+				continue
+			}
+			s := spec
+			s.Leftovers = phase[name]
+			res, err := Cleanup(ctx, node, s)
+			outcomes = append(outcomes, res.Outcomes...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return outcomes, errors.Join(errs...)
+}
+
+type cleaner struct {
+	node    *pgutil.Node
+	spec    CleanupSpec
+	lib     string
+	library bool // the library is installed: there is an active list
+}
+
+func (c *cleaner) one(ctx context.Context, l state.Leftover) Outcome {
+	parsed, ok := state.ParseLeftover(l.Kind, l.Name, c.spec.Naming)
+	if !ok {
+		return Outcome{Reason: "its name is not one a move gives; never touched"}
+	}
+	switch l.Kind {
+	case state.LeftoverOldSchema, state.LeftoverNewSchema:
+		if l.Kind == state.LeftoverOldSchema && !parsed.PastRetention(c.spec.Now, c.spec.RetainOld) {
+			return Outcome{Reason: fmt.Sprintf("renamed less than %s ago", c.spec.RetainOld)}
+		}
+		return c.dropSchema(ctx, l.Name)
+	case state.LeftoverSubscription:
+		return c.dropSubscription(ctx, parsed)
+	case state.LeftoverSlot:
+		return c.dropSlot(ctx, l.Name)
+	case state.LeftoverPublication:
+		return c.dropPublication(ctx, parsed)
+	}
+	return Outcome{Reason: "unknown kind " + l.Kind}
+}
+
+// dropSchema drops a leftover schema in one transaction that checks first
+// that it still exists and is not in the active list.
+func (c *cleaner) dropSchema(ctx context.Context, name string) Outcome {
+	var o Outcome
+	err := pgx.BeginFunc(ctx, c.node.Conn, func(tx pgx.Tx) error {
+		// A busy schema (someone still reads the old copy) is reported, not
+		// waited for behind a queue of lock requests.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", name).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			o.Reason = "already gone"
+			return nil
+		}
+		if c.library {
+			var active bool
+			err := tx.QueryRow(ctx, "SELECT $1 = ANY("+pgutil.Quote(c.lib, "microsharding_active_shards_")+"())",
+				pgx.QueryExecModeSimpleProtocol, name).Scan(&active)
+			if err != nil {
+				return err
+			}
+			if active {
+				o.Reason = "it is in the active list"
+				return nil
+			}
+		}
+		if _, err := tx.Exec(ctx, "DROP SCHEMA "+pgutil.Quote(name)+" CASCADE"); err != nil {
+			return err
+		}
+		o.Dropped = true
+		return nil
+	})
+	if err != nil {
+		return Outcome{Err: err}
+	}
+	return o
+}
+
+// dropSubscription disables a subscription, detaches it from its slot and
+// drops it, after checking on the node that it is still orphaned. The slot
+// is left to the slot step on its own node: dropping it through the
+// subscription would connect with the credentials stored in it, to a
+// publisher that may be gone.
+func (c *cleaner) dropSubscription(ctx context.Context, l state.Leftover) Outcome {
+	var slot *string
+	err := c.node.Conn.QueryRow(ctx, `
+		SELECT s.subenabled, s.subslotname::text
+		FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+		WHERE d.datname = current_database() AND s.subname = $1`, l.Name).Scan(&l.Active, &slot)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Outcome{Reason: "already gone"}
+	}
+	if err != nil {
+		return Outcome{Err: err}
+	}
+	if slot != nil {
+		l.Slot = *slot
+	}
+	var exists, active bool
+	err = c.node.Conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", l.Schema).Scan(&exists)
+	if err == nil && exists && c.library {
+		err = c.node.Conn.QueryRow(ctx, "SELECT $1 = ANY("+pgutil.Quote(c.lib, "microsharding_active_shards_")+"())",
+			pgx.QueryExecModeSimpleProtocol, l.Schema).Scan(&active)
+	}
+	if err != nil {
+		return Outcome{Err: err}
+	}
+	if drop, reason := state.JudgeSubscription(l, exists, active); !drop {
+		return Outcome{Reason: reason}
+	}
+	id := pgutil.Quote(l.Name)
+	if l.Active {
+		if _, err := c.node.Conn.Exec(ctx, "ALTER SUBSCRIPTION "+id+" DISABLE"); err != nil {
+			return Outcome{Err: err}
+		}
+	}
+	if l.Slot != "" {
+		if _, err := c.node.Conn.Exec(ctx, "ALTER SUBSCRIPTION "+id+" SET (slot_name = NONE)"); err != nil {
+			return Outcome{Err: err}
+		}
+	}
+	if _, err := c.node.Conn.Exec(ctx, "DROP SUBSCRIPTION IF EXISTS "+id); err != nil {
+		return Outcome{Err: err}
+	}
+	return Outcome{Dropped: true}
+}
+
+// dropSlot drops a logical slot of this database once no walsender holds
+// it. A subscription's walsender is waited for (its subscription was just
+// dropped and it is on its way out); another walsender is ended only when
+// allowed, and never one of a running pgms.
+func (c *cleaner) dropSlot(ctx context.Context, name string) Outcome {
+	deadline := time.Now().Add(c.spec.SlotWait)
+	terminated := false
+	for {
+		l := state.Leftover{Kind: state.LeftoverSlot, Name: name}
+		err := c.node.Conn.QueryRow(ctx, `
+			SELECT s.active, COALESCE(s.active_pid, 0), COALESCE(a.application_name, ''),
+			       COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+			FROM pg_catalog.pg_replication_slots s
+			LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid
+			WHERE s.slot_name = $1 AND s.database = current_database()`, name).
+			Scan(&l.Active, &l.WalsenderPID, &l.WalsenderClient, &l.RetainedBytes)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Outcome{Reason: "already gone"}
+		}
+		if err != nil {
+			return Outcome{Err: err}
+		}
+		if !l.Active {
+			_, err := c.node.Conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", name)
+			switch {
+			case err == nil:
+				return Outcome{Dropped: true, RetainedBytes: l.RetainedBytes}
+			case pgutil.SQLState(err) == pgutil.CodeUndefinedObject:
+				return Outcome{Reason: "already gone"}
+			case pgutil.SQLState(err) != pgutil.CodeObjectInUse:
+				return Outcome{Err: err}
+			}
+			// Taken again between the look and the drop: look again.
+		} else {
+			// The subscription's walsender is expected to leave by itself.
+			_, end, reason := state.JudgeOrphanSlot(l, true, c.spec.TerminateOrphanWalsenders)
+			if l.WalsenderClient != name && !end {
+				return Outcome{Reason: reason}
+			}
+			if end && !terminated {
+				if _, err := c.node.Conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", l.WalsenderPID); err != nil {
+					return Outcome{Err: err}
+				}
+				terminated = true
+			}
+			if time.Now().After(deadline) {
+				return Outcome{Reason: fmt.Sprintf("still in use by walsender pid %d (application %q) after %s", l.WalsenderPID, l.WalsenderClient, c.spec.SlotWait)}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Outcome{Err: ctx.Err()}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dropPublication drops a publication unless the slot of the same move is
+// still on this node.
+func (c *cleaner) dropPublication(ctx context.Context, l state.Leftover) Outcome {
+	slot := l.Sibling(state.LeftoverSlot)
+	var exists, slotExists bool
+	err := c.node.Conn.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $2 AND database = current_database())`,
+		l.Name, slot).Scan(&exists, &slotExists)
+	switch {
+	case err != nil:
+		return Outcome{Err: err}
+	case !exists:
+		return Outcome{Reason: "already gone"}
+	case slotExists:
+		return Outcome{Reason: fmt.Sprintf("slot %s of the same move is still there", slot)}
+	}
+	if _, err := c.node.Conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgutil.Quote(l.Name)); err != nil {
+		return Outcome{Err: err}
+	}
+	return Outcome{Dropped: true}
+}
