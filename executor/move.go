@@ -1,0 +1,448 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/fault"
+	"github.com/pgms-dev/pgms/internal/names"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
+)
+
+// Endpoint is one node of a move.
+type Endpoint struct {
+	// Name is how the node is shown; dsn.Name(DSN) when empty.
+	Name string
+	// DSN is how pgms connects; it may hold a password and is never printed.
+	DSN string
+	// PublisherDSN, on the source only, is how the destination server
+	// reaches the source for the subscription, when that differs from DSN
+	// (internal host names, another user). Default: DSN, with the password
+	// pgms resolved (from PGPASSWORD or .pgpass) added.
+	PublisherDSN string
+}
+
+// MoveSpec says which shard moves where.
+type MoveSpec struct {
+	// Shard is the shard number, used with the library's
+	// microsharding_ensure_active/inactive on both nodes.
+	Shard int
+	// Schema is the shard's schema name; when empty it is asked from the
+	// source's naming function. Both nodes' naming must agree with it.
+	Schema string
+	From   Endpoint
+	To     Endpoint
+	// Activate switches the shard over to the destination. Without it the
+	// copy is renamed to names.NewSchema(Schema) on the destination, left
+	// inactive, and the source stays as it is (a rehearsal, as
+	// pg-microsharding's --activate-on-destination=no).
+	Activate bool
+	// LibrarySchema is the schema of the microsharding library; default
+	// sql.DefaultSchema.
+	LibrarySchema string
+	Options       MoveOptions
+}
+
+// MoveOptions tune a move; zero values take the defaults.
+type MoveOptions struct {
+	// LockTimeout bounds each attempt to lock the shard's tables on the
+	// source. Writers queue behind a waiting lock request, so this is also
+	// the longest a failed attempt can delay them. Default 50ms.
+	LockTimeout time.Duration
+	// MaxPause is the write-pause budget: if the destination has not
+	// confirmed the source's WAL position this long after the lock was
+	// granted, the attempt is rolled back and retried. Default 2s.
+	MaxPause time.Duration
+	// LockAttempts bounds the cutover attempts. Default 20.
+	LockAttempts int
+	// MaxLag is the replication lag under which the cutover may try the
+	// lock. Default 1 MiB.
+	MaxLag int64
+	// ReplicaIdentityFull sets REPLICA IDENTITY FULL on source tables that
+	// have neither a primary key nor a replica identity index, instead of
+	// refusing the move.
+	ReplicaIdentityFull bool
+	// DeactivateSQL runs on the source inside the cutover transaction once
+	// per table of the renamed schema, with $1 replaced by the table's
+	// qualified, quoted name as a string literal.
+	DeactivateSQL string
+	// KeepOnInterrupt leaves the replication objects and the destination's
+	// copy in place when the context is cancelled before the cutover, so
+	// that running the same move again continues the copy. By default an
+	// interrupted move is undone.
+	KeepOnInterrupt bool
+	// PollInterval is how often the backfill and catch-up are checked.
+	// Default 1s for the backfill; catch-up polls ten times as often.
+	PollInterval time.Duration
+	// PgDump is the pg_dump program to use; default: found by pgbin.
+	PgDump string
+	// Strategy names the copy strategy; "native" (the default) lets the
+	// subscription copy the tables.
+	Strategy string
+}
+
+func (o MoveOptions) withDefaults() MoveOptions {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 50 * time.Millisecond
+	}
+	if o.MaxPause <= 0 {
+		o.MaxPause = 2 * time.Second
+	}
+	if o.LockAttempts <= 0 {
+		o.LockAttempts = 20
+	}
+	if o.MaxLag <= 0 {
+		o.MaxLag = 1 << 20
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.Strategy == "" {
+		o.Strategy = "native"
+	}
+	return o
+}
+
+// MoveResult says what a move did and how long it took.
+type MoveResult struct {
+	Schema    string
+	OldSchema string // the source's name after the cutover ("" without one)
+	NewSchema string // the destination's name of a copy not activated
+	// Resumed: the move continued work found on the nodes.
+	Resumed bool
+	// AlreadyDone: the shard was found active on the destination.
+	AlreadyDone bool
+	Total       time.Duration
+	Backfill    time.Duration // the initial copy, DDL excluded
+	CatchUp     time.Duration
+	// Pause is the write-pause window: from the lock being granted on the
+	// source to the shard being active on the destination. Core is the part
+	// from the lock to the commit on the source.
+	Pause, Core time.Duration
+	// LockWait is how long the successful attempt waited for its lock.
+	LockWait time.Duration
+	Retries  int
+	Tables   int
+	Bytes    int64 // size of the source tables copied
+	Rows     int64 // rows written by the initial copy on the destination
+}
+
+// ErrInterrupted wraps the context's error when a move stopped at a safe
+// point because its context was cancelled.
+var ErrInterrupted = errors.New("interrupted")
+
+// move is one move in progress.
+type move struct {
+	spec   MoveSpec
+	opts   MoveOptions
+	schema string
+	lib    string
+	pub    string
+	slot   string
+	sub    string
+	rep    Reporter
+	step   *state.Step
+
+	src, dst *pgutil.Node
+	srcMajor int
+
+	tables  []table    // the shard's tables on the source
+	seqs    []sequence // the shard's sequences on the source
+	comment *string    // the source schema's comment, restored on the destination
+
+	strategy copyStrategy
+
+	mu       sync.Mutex
+	progress state.StepState
+	res      MoveResult
+
+	// touched: the move created or took over objects, so a failure before
+	// the commit must undo.
+	touched bool
+	// committed: the cutover committed on the source.
+	committed bool
+}
+
+type table struct {
+	OID    uint32
+	Name   string
+	Kind   byte // 'r' table, 'p' partitioned table
+	Bytes  int64
+	Tuples int64
+}
+
+type sequence struct {
+	OID  uint32
+	Name string
+}
+
+// Move moves a shard from spec.From to spec.To. It is safe to call again
+// with the same spec after any failure or crash: it continues or undoes
+// what it finds. journal may be nil; rep receives progress (nil: none).
+// Moves of different shards may run in parallel, sharing journal and rep.
+func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Reporter) (MoveResult, error) {
+	if rep == nil {
+		rep = Discard
+	}
+	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
+	if m.lib == "" {
+		m.lib = sql.DefaultSchema
+	}
+	if m.spec.From.Name == "" {
+		m.spec.From.Name = dsn.Name(spec.From.DSN)
+	}
+	if m.spec.To.Name == "" {
+		m.spec.To.Name = dsn.Name(spec.To.DSN)
+	}
+	strategy, err := newCopyStrategy(m.opts.Strategy)
+	if err != nil {
+		return m.res, err
+	}
+	m.strategy = strategy
+	start := time.Now()
+	err = m.connect(ctx)
+	if err == nil {
+		defer m.src.Close()
+		defer m.dst.Close()
+		if m.schema, err = m.shardSchema(ctx); err == nil {
+			m.res.Schema = m.schema
+			m.pub, m.slot, m.sub = names.MovePublication(m.schema), names.MoveSlot(m.schema), names.MoveSubscription(m.schema)
+			m.step, err = journal.BeginStep(ctx, state.StepStart{
+				Kind: "move", Shard: spec.Shard, Schema: m.schema,
+				Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
+			})
+			if err == nil {
+				err = m.run(ctx)
+			}
+		}
+	}
+	m.res.Total = time.Since(start)
+	m.mu.Lock()
+	m.progress.Total = m.res.Total
+	final := m.progress
+	m.mu.Unlock()
+	outcome := state.OutcomeSucceeded
+	switch {
+	case errors.Is(err, ErrInterrupted):
+		outcome = state.OutcomeInterrupted
+	case err != nil:
+		outcome = state.OutcomeFailed
+	}
+	if err == nil {
+		final.Phase = string(PhaseDone)
+	}
+	// The record of the outcome must not be lost to the cancellation that
+	// may have caused it.
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if jerr := m.step.End(jctx, final, outcome, err); jerr != nil {
+		m.event(PhaseDone, EventWarning, "could not record the outcome in the journal: "+pgutil.Describe(jerr))
+	}
+	if err != nil {
+		return m.res, fmt.Errorf("move shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
+	}
+	return m.res, nil
+}
+
+func orShard(schema string, shard int) string {
+	if schema != "" {
+		return schema
+	}
+	return fmt.Sprintf("shard %d", shard)
+}
+
+func (m *move) connect(ctx context.Context) error {
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); m.src, errs[0] = pgutil.Connect(ctx, m.spec.From.DSN) }()
+	go func() { defer wg.Done(); m.dst, errs[1] = pgutil.Connect(ctx, m.spec.To.DSN) }()
+	wg.Wait()
+	if err := errors.Join(errs[0], errs[1]); err != nil {
+		m.src.Close()
+		m.dst.Close()
+		return err
+	}
+	m.src.Name, m.dst.Name = m.spec.From.Name, m.spec.To.Name
+	return nil
+}
+
+// run takes the move from whatever state it finds to the end.
+func (m *move) run(ctx context.Context) error {
+	err := m.drive(ctx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && !errors.Is(err, ErrInterrupted) {
+		err = fmt.Errorf("%w: %w", ErrInterrupted, err)
+	}
+	switch {
+	case m.committed:
+		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
+	case !m.touched:
+		return err
+	case errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
+		m.event(PhaseUndo, EventInfo, "interrupted; replication objects and the destination's copy are kept: run the same move again to continue")
+		return err
+	}
+	// Undo must finish even though the context that failed may be
+	// cancelled; it is bounded instead.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	m.setPhase(uctx, PhaseUndo, "removing the subscription, slot, publication and the destination's copy")
+	if uerr := m.undo(uctx); uerr != nil {
+		return fmt.Errorf("%w; undo failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, uerr)
+	}
+	m.event(PhaseUndo, EventInfo, "undone; the source is unchanged")
+	return err
+}
+
+func (m *move) drive(ctx context.Context) error {
+	if err := m.phase(ctx, PhasePreflight, "checking both nodes"); err != nil {
+		return err
+	}
+	found, err := m.preflight(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fault.Point(ctx, "move.preflight.end"); err != nil {
+		return err
+	}
+	switch found.situation {
+	case situationDone:
+		m.res.AlreadyDone = true
+		m.event(PhasePreflight, EventInfo, fmt.Sprintf("%s is already active on %s; nothing to move", m.schema, m.dst.Name))
+		return m.cleanupArtifacts(ctx, found)
+	case situationCommitted:
+		m.res.Resumed = true
+		m.committed = true
+		m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
+		return m.finish(ctx, cutoverResult{old: found.oldSchema})
+	case situationCopying:
+		m.res.Resumed = true
+		m.touched = true
+		m.event(PhasePreflight, EventInfo, "a copy is in progress; continuing it")
+		if err := m.resumeSubscription(ctx, found); err != nil {
+			return err
+		}
+	case situationStale, situationFresh:
+		m.touched = true
+		if found.situation == situationStale || found.hasArtifacts() {
+			m.event(PhasePreflight, EventInfo, "removing what an earlier, unfinished move of this shard left")
+			if err := m.undo(ctx); err != nil {
+				return err
+			}
+		}
+		if err := m.phase(ctx, PhaseDDL, "copying the schema definition"); err != nil {
+			return err
+		}
+		if err := m.copyDDL(ctx); err != nil {
+			return err
+		}
+		if err := m.phase(ctx, PhaseReplicate, "creating publication, slot and subscription ("+m.strategy.Name()+" copy)"); err != nil {
+			return err
+		}
+		if err := m.strategy.Start(ctx, m); err != nil {
+			return err
+		}
+	}
+	if err := m.phase(ctx, PhaseBackfill, fmt.Sprintf("copying %d tables", len(m.tables))); err != nil {
+		return err
+	}
+	began := time.Now()
+	if err := m.strategy.WaitCopied(ctx, m); err != nil {
+		return err
+	}
+	m.res.Backfill = time.Since(began)
+	m.mu.Lock()
+	m.progress.Backfill = m.res.Backfill
+	m.mu.Unlock()
+	if err := m.phase(ctx, PhaseCatchUp, "waiting for the replication lag to shrink"); err != nil {
+		return err
+	}
+	began = time.Now()
+	if err := m.waitLag(ctx); err != nil {
+		return err
+	}
+	m.res.CatchUp = time.Since(began)
+	if !m.spec.Activate {
+		return m.finishCopyOnly(ctx)
+	}
+	if err := m.phase(ctx, PhaseCutover, fmt.Sprintf("switching over (lock timeout %v, pause budget %v)", m.opts.LockTimeout, m.opts.MaxPause)); err != nil {
+		return err
+	}
+	cr, err := m.cutover(ctx)
+	if err != nil {
+		return err
+	}
+	return m.finish(ctx, cr)
+}
+
+// phase records the start of a phase: a fault point, the journal, a line.
+func (m *move) phase(ctx context.Context, p Phase, msg string) error {
+	if err := fault.Point(ctx, "move."+string(p)+".begin"); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w before %s: %w", ErrInterrupted, p, err)
+	}
+	m.setPhase(ctx, p, msg)
+	return nil
+}
+
+func (m *move) setPhase(ctx context.Context, p Phase, msg string) {
+	m.mu.Lock()
+	m.progress.Phase = string(p)
+	st := m.progress
+	m.mu.Unlock()
+	m.record(ctx, st)
+	m.event(p, EventPhase, msg)
+}
+
+// record writes the step's state to the journal; a journal that cannot be
+// written is reported, never a reason to stop a move.
+func (m *move) record(ctx context.Context, st state.StepState) {
+	if err := m.step.Update(ctx, st); err != nil && ctx.Err() == nil {
+		m.event(PhaseDone, EventWarning, "journal: "+pgutil.Describe(err))
+	}
+}
+
+func (m *move) event(p Phase, kind EventKind, msg string) {
+	m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: p, Kind: kind, Message: msg, LagBytes: -1})
+}
+
+// shardSchema returns the schema of the shard: the spec's, or what the
+// source's naming function says.
+func (m *move) shardSchema(ctx context.Context) (string, error) {
+	if m.spec.Schema != "" {
+		return m.spec.Schema, nil
+	}
+	var name string
+	err := m.src.Conn.QueryRow(ctx, "SELECT "+pgutil.Quote(m.lib, "microsharding_schema_name_")+"($1)", m.spec.Shard).Scan(&name)
+	if err != nil {
+		return "", pgutil.Wrap(err, "node %s: name of shard %d (is the library installed in schema %q? run pgms install)", m.src.Name, m.spec.Shard, m.lib)
+	}
+	return name, nil
+}
+
+// execSimple runs statements as one simple-protocol message and returns
+// the rows of every result, text-encoded (nil for NULL).
+func execSimple(ctx context.Context, conn *pgx.Conn, sqlText string) ([][][][]byte, error) {
+	results, err := conn.PgConn().Exec(ctx, sqlText).ReadAll()
+	var rows [][][][]byte
+	for _, r := range results {
+		if r.Err != nil && err == nil {
+			err = r.Err
+		}
+		rows = append(rows, r.Rows)
+	}
+	return rows, err
+}

@@ -1,0 +1,61 @@
+package executor
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMoveBasic(t *testing.T) {
+	c := newCluster(t)
+	schema := c.shard(1, `
+		CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, created timestamptz DEFAULT now());
+		CREATE INDEX users_name ON users (name);
+		CREATE TABLE orders (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint REFERENCES users (id), total numeric);
+		CREATE SEQUENCE free_seq START 100;
+		INSERT INTO users (name) SELECT 'u' || g FROM generate_series(1, 2000) g;
+		INSERT INTO orders (user_id, total) SELECT 1 + g % 2000, g FROM generate_series(1, 3000) g;
+		SELECT nextval('free_seq'), nextval('free_seq')`)
+	ev := newEvents()
+	res, err := Move(context.Background(), c.spec(1, true), nil, ev)
+	t.Log("\n" + ev.text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if got := c.active(c.b); len(got) != 1 || got[0] != schema {
+		t.Errorf("destination active %v", got)
+	}
+	if got := c.active(c.a); len(got) != 0 {
+		t.Errorf("source active %v", got)
+	}
+	old := c.schemas(c.a, schema+"old%")
+	if len(old) != 1 || old[0] != res.OldSchema {
+		t.Fatalf("renamed source %v, result says %q", old, res.OldSchema)
+	}
+	c.sameContent(old[0], schema, "users", "orders")
+	c.noArtifacts()
+	var next int64
+	c.b.QueryRow(context.Background(), "SELECT nextval('"+schema+".free_seq')").Scan(&next)
+	if next != 102 {
+		t.Errorf("free_seq on destination: nextval %d, want 102", next)
+	}
+	c.b.QueryRow(context.Background(), "SELECT nextval('"+schema+".users_id_seq')").Scan(&next)
+	if next != 2001 {
+		t.Errorf("users_id_seq on destination: nextval %d, want 2001", next)
+	}
+	var comment *string
+	c.b.QueryRow(context.Background(), "SELECT obj_description('"+schema+"'::regnamespace, 'pg_namespace')").Scan(&comment)
+	if comment != nil && strings.HasPrefix(*comment, copyMarkPrefix) {
+		t.Errorf("destination still marked: %q", *comment)
+	}
+	if res.Pause <= 0 || res.Pause > 2*time.Second || res.Core > res.Pause {
+		t.Errorf("implausible pause %v core %v", res.Pause, res.Core)
+	}
+	// Running it again finds it done.
+	res, err = Move(context.Background(), c.spec(1, true), nil, nil)
+	if err != nil || !res.AlreadyDone {
+		t.Fatalf("second run: %+v, %v", res, err)
+	}
+}
