@@ -271,9 +271,9 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 					v.Drop, v.Reason = true, "renamed source of a move; its name carries no time"
 				case !l.PastRetention(now, p.RetainOld):
 					v.Reason = fmt.Sprintf("renamed %s ago; kept until %s (retention %s)",
-						roundAge(now.Sub(l.Renamed)), l.Renamed.Add(p.RetainOld).UTC().Format("2006-01-02 15:04 MST"), p.RetainOld)
+						roundAge(now.Sub(l.Renamed)), l.Renamed.Add(p.RetainOld).UTC().Format("2006-01-02 15:04 MST"), roundAge(p.RetainOld))
 				default:
-					v.Drop, v.Reason = true, fmt.Sprintf("renamed source of a move, renamed %s ago (retention %s)", roundAge(now.Sub(l.Renamed)), p.RetainOld)
+					v.Drop, v.Reason = true, fmt.Sprintf("renamed source of a move, renamed %s ago (retention %s)", roundAge(now.Sub(l.Renamed)), roundAge(p.RetainOld))
 				}
 			case LeftoverNewSchema:
 				if l.Active {
@@ -385,14 +385,21 @@ func IsPGMSClient(application string) bool {
 		strings.HasPrefix(application, pgutil.ApplicationName+"/") || strings.HasPrefix(application, pgutil.ApplicationName+"-")
 }
 
-// roundAge prints a duration the way people say ages: 3d4h, 2h5m, 40s.
+// roundAge prints a duration the way people say ages: 3d4h, 36h, 2h5m, 40s.
 func roundAge(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:
 		days := d / (24 * time.Hour)
-		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+		if h := (d - days*24*time.Hour) / time.Hour; h != 0 {
+			return fmt.Sprintf("%dd%dh", days, h)
+		}
+		return fmt.Sprintf("%dd", days)
 	case d >= time.Hour:
-		return d.Round(time.Minute).String()
+		d = d.Round(time.Minute)
+		if m := (d % time.Hour) / time.Minute; m != 0 {
+			return fmt.Sprintf("%dh%dm", d/time.Hour, m)
+		}
+		return fmt.Sprintf("%dh", d/time.Hour)
 	default:
 		return d.Round(time.Second).String()
 	}

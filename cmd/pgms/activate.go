@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/executor"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+)
+
+func init() {
+	register(newActivateCommand)
+	register(newDeactivateCommand)
+}
+
+func newActivateCommand() *cobra.Command {
+	var (
+		nodes  nodeFlags
+		shards rangeFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "activate --shards=N-M --dsn=DSN",
+		Short: "Activate existing shards on a node",
+		Long: `Activate adds shards to the node's active list, so that
+microsharding_list_active_shards() reports them; every shard must exist there.
+Activating an active shard again changes nothing.
+
+When PGMS_DSNS, PGDSNS or DSNS list the cluster's nodes, activate reads them
+first and refuses a shard that is active on another node: a shard is active
+on at most one node.`,
+		Example: `  PGDSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms activate --shards=5-8 --dsn postgres://admin@db2/app`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from, to, err := shards.parse()
+			if err != nil {
+				return err
+			}
+			target, err := targetNode(nodes.dsns, "activate")
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			live, err := clusterForCheck(ctx, target, nodes.schema)
+			if err != nil {
+				return err
+			}
+			node, err := pgutil.Connect(ctx, target)
+			if err != nil {
+				return err
+			}
+			defer node.Close()
+			activated, err := executor.Activate(ctx, node, from, to, executor.ActivateOptions{LibrarySchema: nodes.schema, Cluster: live})
+			if err != nil {
+				return err
+			}
+			if len(activated) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s were active already\n", node.Name, rangeText(from, to))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: activated %s\n", node.Name, schemaList(activated))
+			return nil
+		},
+	}
+	nodes.add(cmd)
+	shards.add(cmd, "to activate")
+	return cmd
+}
+
+func newDeactivateCommand() *cobra.Command {
+	var (
+		nodes  nodeFlags
+		shards rangeFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "deactivate --shards=N-M --dsn=DSN",
+		Short: "Deactivate shards on a node, keeping their schemas",
+		Long: `Deactivate removes shards from the node's active list; their schemas and data
+stay. Shards that are inactive or absent are left as they are.`,
+		Example: `  pgms deactivate --shard=12 --dsn postgres://admin@db1/app`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from, to, err := shards.parse()
+			if err != nil {
+				return err
+			}
+			target, err := targetNode(nodes.dsns, "deactivate")
+			if err != nil {
+				return err
+			}
+			node, err := pgutil.Connect(cmd.Context(), target)
+			if err != nil {
+				return err
+			}
+			defer node.Close()
+			deactivated, err := executor.Deactivate(cmd.Context(), node, from, to, executor.ActivateOptions{LibrarySchema: nodes.schema})
+			if err != nil {
+				return err
+			}
+			if len(deactivated) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: none of %s was active\n", node.Name, rangeText(from, to))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: deactivated %s\n", node.Name, schemaList(deactivated))
+			return nil
+		},
+	}
+	nodes.add(cmd)
+	shards.add(cmd, "to deactivate")
+	return cmd
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/executor"
+	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/state"
+)
+
+func init() { register(newAllocateCommand) }
+
+func newAllocateCommand() *cobra.Command {
+	var (
+		nodes      nodeFlags
+		shards     rangeFlags
+		migrateCmd string
+		activate   string
+	)
+	cmd := &cobra.Command{
+		Use:   "allocate --shards=N-M --dsn=DSN",
+		Short: "Create new shards on a node, run the migrations and activate them",
+		Long: `Allocate creates the missing shard schemas of a range on one node, runs the
+migrate command, and activates the range only when the command succeeded. A
+failing command leaves the new shards inactive; running allocate again after
+fixing it finishes the job (every step is idempotent, so the command must be
+too, as migration tools are).
+
+The migrate command is a shell command line (/bin/sh -c). pgms never puts
+values into it: the command finds the node and the range in its environment:
+  PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE   the node (libpq)
+  PGMS_DSN                        the node's DSN
+  PGMS_SHARD_FROM, PGMS_SHARD_TO  the range
+  PGMS_SCHEMAS                    the range's schema names, comma-separated
+Its output is shown with a "[migrate <node>]" prefix.
+
+When PGMS_DSNS, PGDSNS or DSNS list the cluster's nodes, allocate reads them
+first and refuses to activate a shard that is active on another node.`,
+		Example: `  pgms allocate --shards=5-8 --dsn postgres://admin@db2/app --migrate-cmd 'npm run migrate'
+  MIGRATE_CMD=./migrate.sh pgms allocate --shard=9 --activate=no`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from, to, err := shards.parse()
+			if err != nil {
+				return err
+			}
+			doActivate, err := parseYesNo("--activate", activate)
+			if err != nil {
+				return err
+			}
+			target, err := targetNode(nodes.dsns, "allocate")
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			var live *state.Cluster
+			if doActivate {
+				if live, err = clusterForCheck(ctx, target, nodes.schema); err != nil {
+					return err
+				}
+			}
+			node, err := pgutil.Connect(ctx, target)
+			if err != nil {
+				return err
+			}
+			defer node.Close()
+
+			spec := executor.AllocateSpec{
+				From: from, To: to, Activate: doActivate, LibrarySchema: nodes.schema, Cluster: live,
+				Stdout: out, Stderr: cmd.ErrOrStderr(),
+			}
+			if migrateCmd != "" {
+				spec.MigrateCommand = []string{"/bin/sh", "-c", migrateCmd}
+				fmt.Fprintf(out, "%s: running the migrate command for %s: %s\n", node.Name, rangeText(from, to), dsn.Redact(migrateCmd))
+			}
+			res, err := executor.Allocate(ctx, node, spec)
+			if len(res.Schemas) > 0 {
+				if len(res.Created) > 0 {
+					fmt.Fprintf(out, "%s: created %s\n", node.Name, schemaList(res.Created))
+				} else {
+					fmt.Fprintf(out, "%s: %s exist already\n", node.Name, rangeText(from, to))
+				}
+			}
+			if err != nil {
+				return err
+			}
+			switch {
+			case res.Migrated:
+				fmt.Fprintf(out, "%s: migrate command succeeded in %s\n", node.Name, res.MigrateIn.Round(time.Millisecond))
+			default:
+				fmt.Fprintf(out, "%s: no --migrate-cmd (or MIGRATE_CMD) given: no migration ran\n", node.Name)
+			}
+			switch {
+			case !doActivate:
+				fmt.Fprintf(out, "%s: %s left as they are (--activate=no); new shards are inactive\n", node.Name, rangeText(from, to))
+			case len(res.Activated) > 0:
+				fmt.Fprintf(out, "%s: activated %s\n", node.Name, schemaList(res.Activated))
+			default:
+				fmt.Fprintf(out, "%s: %s were active already\n", node.Name, rangeText(from, to))
+			}
+			return nil
+		},
+	}
+	nodes.add(cmd)
+	shards.add(cmd, "to allocate")
+	cmd.Flags().StringVar(&migrateCmd, "migrate-cmd", envOr("MIGRATE_CMD", ""), "shell command that migrates the new shards, run before activation ($MIGRATE_CMD)")
+	cmd.Flags().StringVar(&activate, "activate", "yes", "activate the shards once the migrate command succeeded: yes or no")
+	return cmd
+}
+
+// rangeFlags are --shards=N-M and its single-shard spelling --shard=N.
+type rangeFlags struct{ shards, shard string }
+
+func (f *rangeFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&f.shards, "shards", "", "shards "+what+": N or N-M (inclusive)")
+	cmd.Flags().StringVar(&f.shard, "shard", "", "one shard "+what+" (same as --shards=N)")
+}
+
+func (f *rangeFlags) parse() (from, to int, err error) {
+	label, flag := f.shards, "--shards"
+	switch {
+	case f.shards != "" && f.shard != "":
+		return 0, 0, fmt.Errorf("pass --shards or --shard, not both")
+	case f.shards == "" && f.shard == "":
+		return 0, 0, fmt.Errorf("pass --shards=N-M (or --shard=N): the shards to act on")
+	case f.shard != "":
+		label, flag = f.shard, "--shard"
+	}
+	from, to, err = config.ParseRange(label)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s=%s: %v", flag, label, err)
+	}
+	if flag == "--shard" && from != to {
+		return 0, 0, fmt.Errorf("--shard=%s: one shard number expected; use --shards for a range", label)
+	}
+	return from, to, nil
+}
+
+// parseYesNo reads the yes/no values pg-microsharding's flags take.
+func parseYesNo(flag, v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "yes", "y", "true", "1", "on":
+		return true, nil
+	case "no", "n", "false", "0", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s=%s: use yes or no", flag, v)
+}
+
+// targetNode picks the one node an imperative command acts on: the --dsn
+// given, else the only node of the DSN list variables, else the libpq
+// variables.
+func targetNode(flags []string, command string) (string, error) {
+	switch len(flags) {
+	case 0:
+	case 1:
+		return flags[0], nil
+	default:
+		return "", fmt.Errorf("%s acts on one node and --dsn was given %d times", command, len(flags))
+	}
+	if list, from := dsn.FromEnv(); len(list) > 1 {
+		return "", fmt.Errorf("%s acts on one node and %s lists %d; pass --dsn to choose one", command, from, len(list))
+	}
+	list, err := dsn.Resolve(nil)
+	if err != nil {
+		return "", err
+	}
+	return list[0], nil
+}
+
+// clusterForCheck reads the nodes of the DSN list variables together with
+// the target, so that an activation can be checked against the rest of the
+// cluster. Without a list there is nothing to check against: nil.
+func clusterForCheck(ctx context.Context, target, librarySchema string) (*state.Cluster, error) {
+	list, _ := dsn.FromEnv()
+	if len(list) == 0 {
+		return nil, nil
+	}
+	specs := []state.NodeSpec{{Name: dsn.Name(target), DSN: target}}
+	for _, d := range list {
+		if dsn.Name(d) != specs[0].Name {
+			specs = append(specs, state.NodeSpec{Name: dsn.Name(d), DSN: d})
+		}
+	}
+	return state.Refresh(ctx, specs, state.RefreshOptions{LibrarySchema: librarySchema}), nil
+}
+
+// rangeText says "shard 5" or "shards 5-8".
+func rangeText(from, to int) string {
+	if from == to {
+		return fmt.Sprintf("shard %d", from)
+	}
+	return fmt.Sprintf("shards %d-%d", from, to)
+}
+
+// schemaList names a few schemas, or counts many and names the first and
+// last.
+func schemaList(schemas []string) string {
+	if len(schemas) > 4 {
+		return fmt.Sprintf("%d shards (%s … %s)", len(schemas), schemas[0], schemas[len(schemas)-1])
+	}
+	return strings.Join(schemas, ", ")
+}
