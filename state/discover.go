@@ -92,7 +92,7 @@ type ShardState struct {
 	Schema string
 	Active bool
 	Tables int   // tables, partitioned ones included
-	Bytes  int64 // total relation size of its tables
+	Bytes  int64 // total relation size of its tables and materialized views
 	// TablesWithoutKey lists the tables that have neither a primary key
 	// nor REPLICA IDENTITY FULL or USING INDEX: logical replication cannot
 	// carry their updates and deletes, so a move of the shard would fail.
@@ -166,6 +166,9 @@ func refreshNode(ctx context.Context, spec NodeSpec, opts RefreshOptions) *NodeS
 		n.Err = fmt.Errorf("node %s: %s", n.Label(), strings.TrimPrefix(err.Error(), "node "+n.Addr+": "))
 		return n
 	}
+	// The connection lives for a handful of statements: preparing them
+	// would cost a round trip each and save nothing.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		n.Err = fmt.Errorf("node %s: cannot connect: %s", n.Label(), pgutil.ConnectCause(err))

@@ -233,7 +233,7 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 	// depends on the subscriptions that remain.
 	dropSub := map[string]bool{}      // subscriptions dropped, by name
 	keptSub := map[string]bool{}      // subscriptions kept, by name
-	keptSubs := map[string][]string{} // slot name -> nodes of the kept subscriptions using it
+	keptSubs := map[string][]string{} // slot name -> the kept subscriptions using it, "name on node n"
 	for _, n := range c.readable() {
 		for _, l := range n.Leftovers {
 			if l.Kind != LeftoverSubscription {
@@ -250,13 +250,15 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 				dropSub[l.Name] = true
 			} else {
 				keptSub[l.Name] = true
-				keptSubs[l.Slot] = append(keptSubs[l.Slot], n.Name)
+				keptSubs[l.Slot] = append(keptSubs[l.Slot], l.Name+" on node "+n.Name)
 			}
 			verdicts[n] = append(verdicts[n], v)
 		}
 	}
 
 	for _, n := range c.readable() {
+		// Leftovers are sorted by shard, then slot before publication: a
+		// publication's verdict can look at its move's slot's.
 		keptSlots := map[string]bool{}
 		for _, l := range n.Leftovers {
 			v := Verdict{Node: n.Name, Leftover: l}
@@ -284,7 +286,7 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 			case LeftoverSlot:
 				switch users := keptSubs[l.Name]; {
 				case len(users) > 0:
-					v.Reason = fmt.Sprintf("subscription %s on node %s streams from it", l.Name, strings.Join(users, ", "))
+					v.Reason = fmt.Sprintf("subscription %s streams from it", strings.Join(users, ", "))
 				case partial != "":
 					v.Reason = partial
 				default:
