@@ -90,6 +90,9 @@ func Start(ctx context.Context, cfg Config) (*Writer, error) {
 		w.close()
 		return nil, err
 	}
+	// Stopping must not cancel a write in flight: a cancelled statement
+	// may have committed, and the writer could not tell whether it was
+	// acknowledged. The loop checks the stop signal between attempts.
 	wctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go w.loop(wctx)
@@ -168,7 +171,10 @@ func (w *Writer) write(ctx context.Context) {
 	}
 	w.mu.Unlock()
 	start := time.Now()
-	for attempt := 0; ctx.Err() == nil; attempt++ {
+	stop := ctx
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for attempt := 0; stop.Err() == nil; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Millisecond)
 		}
@@ -186,9 +192,6 @@ func (w *Writer) write(ctx context.Context) {
 			}
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			w.mu.Lock()
 			w.stats.Retries++
 			msg := err.Error()

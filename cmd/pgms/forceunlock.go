@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/state"
+)
+
+func init() { register(newForceUnlockCommand) }
+
+func newForceUnlockCommand() *cobra.Command {
+	var (
+		nodes     nodeFlags
+		terminate bool
+		yes       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "force-unlock",
+		Short: "Clear the run lock of a pgms run that is gone",
+		Long: `Force-unlock clears the run lock on the state node. The lock itself is a
+session advisory lock and disappears with the session of the run holding it;
+what a dead run leaves behind is its holder row, which force-unlock removes.
+
+A lock held by a live session is refused: that run is still working. Only if
+you know its process is gone for good (a hung machine whose connection the
+server has not noticed yet) pass --terminate to end that session
+(pg_terminate_backend) after confirming, or --yes to skip the question. A
+move ended that way stops like a crash: running it again continues it.`,
+		Example: `  pgms force-unlock --dsn postgres://admin@db1/app
+  pgms force-unlock --dsn postgres://admin@db1/app --terminate`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			target, err := targetNode(nodes.dsns, "force-unlock")
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			n, err := pgutil.Connect(ctx, target)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			out := cmd.OutOrStdout()
+			st, err := state.ReadLock(ctx, n.Conn, nodes.schema)
+			if err != nil {
+				return pgutil.Wrap(err, "state node %s", n.Name)
+			}
+			if !st.Held && st.Holder == nil {
+				fmt.Fprintf(out, "The run lock on %s is free; nothing to do.\n", n.Name)
+				return nil
+			}
+			if st.Held && terminate && !yes {
+				who := fmt.Sprintf("session %d", st.HolderPID)
+				if st.Holder != nil {
+					who = fmt.Sprintf("session %d of %s", st.HolderPID, st.Holder)
+				}
+				fmt.Fprintf(out, "Terminate %s on %s? Its run stops where it is. [y/N] ", who, n.Name)
+				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+					fmt.Fprintln(out, "Not terminated.")
+					return nil
+				}
+			}
+			res, err := state.ForceUnlock(ctx, n.Conn, nodes.schema, terminate)
+			if errors.Is(err, state.ErrLockLive) {
+				return fmt.Errorf("state node %s: %w", n.Name, err)
+			}
+			if err != nil {
+				return pgutil.Wrap(err, "state node %s", n.Name)
+			}
+			if res.Terminated != 0 {
+				fmt.Fprintf(out, "Terminated session %d.\n", res.Terminated)
+			}
+			if res.Cleared {
+				fmt.Fprintf(out, "Cleared the holder row of %s.\n", res.Before.Holder)
+			}
+			return nil
+		},
+	}
+	nodes.add(cmd)
+	cmd.Flags().BoolVar(&terminate, "terminate", false, "end the session holding the lock (only if its process is gone)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before terminating")
+	return cmd
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgms-dev/pgms/internal/bench/move/workload"
+	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
+)
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// pgmsBinary builds the pgms binary once for the crash tests: only a real
+// process can be killed mid-move.
+func pgmsBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pgms-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "pgms")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// moveNodes prepares a source with shard 1 (a table the writer uses, a
+// sequence, a foreign key) and an empty destination.
+func moveNodes(t *testing.T) (src, dst pgtest.DB, a, b *pgx.Conn) {
+	t.Helper()
+	dbs := pgtest.Databases(t, 2)
+	src, dst = dbs[0], dbs[1]
+	a, b = pgtest.Connect(t, src.DSN), pgtest.Connect(t, dst.DSN)
+	for _, c := range []*pgx.Conn{a, b} {
+		if _, err := sql.Install(context.Background(), c, sql.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgtest.Exec(t, a, `SELECT microsharding.microsharding_ensure_exist(1);
+		CREATE TABLE sh0001.items (id bigserial PRIMARY KEY, val bigint NOT NULL, note text);
+		CREATE TABLE sh0001.tags (id serial PRIMARY KEY, item bigint REFERENCES sh0001.items (id), tag text);
+		INSERT INTO sh0001.items (val) SELECT g FROM generate_series(1, 2000) g;
+		INSERT INTO sh0001.tags (item, tag) SELECT g, 't' FROM generate_series(1, 500) g;
+		SELECT microsharding.microsharding_ensure_active(1)`)
+	return src, dst, a, b
+}
+
+func moveArgsFor(src, dst pgtest.DB) []string {
+	return []string{"move", "--shard=1", "--from=" + src.DSN, "--to=" + dst.DSN, "--activate-on-destination=yes", "--progress-every=100ms"}
+}
+
+// TestMoveCrashAtEveryPhase kills pgms (SIGKILL) at a point of every phase
+// while an application keeps writing, then runs the same command again: the
+// move must end as if nothing happened, without a lost write or a leftover.
+func TestMoveCrashAtEveryPhase(t *testing.T) {
+	bin := pgmsBinary(t)
+	points := []string{
+		"move.preflight.end",
+		"move.ddl.end",
+		"move.replicate.slot",
+		"move.replicate.end",
+		"move.backfill.end",
+		"move.catch-up.end",
+		"move.cutover.locked",
+		"move.cutover.before-commit",
+		"move.cutover.committed",
+		"move.finish.end",
+		"move.cleanup.end",
+	}
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			src, dst, a, b := moveNodes(t)
+			w, err := workload.Start(context.Background(), workload.Config{
+				DSNs: []string{src.DSN, dst.DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			time.Sleep(100 * time.Millisecond)
+
+			cmd := exec.Command(bin, moveArgsFor(src, dst)...)
+			cmd.Env = append(os.Environ(), "PGMS_FAULT="+point)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
+				t.Fatalf("pgms was not killed at %s: %v\n%s", point, err, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+			out, err = exec.Command(bin, moveArgsFor(src, dst)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("re-run failed: %v\n%s", err, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+			st := w.Stop()
+			if len(st.Violations) > 0 {
+				t.Errorf("writer violations: %v", st.Violations)
+			}
+			if err := w.Verify(context.Background(), b); err != nil {
+				t.Errorf("after a crash at %s: %v\n%s", point, err, out)
+			}
+			assertMoved(t, a, b)
+			t.Logf("writer: %d inserts, %d updates, %d retries, max latency %v, errors %q", st.Inserts, st.Updates, st.Retries, st.Max, st.Errors)
+		})
+	}
+}
+
+// assertMoved checks the end state of a move of sh0001: renamed and
+// inactive on the source, active on the destination with the same initial
+// rows, and no replication object left on either node.
+func assertMoved(t *testing.T, a, b *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	var old string
+	if err := a.QueryRow(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sh0001old%'`).Scan(&old); err != nil {
+		t.Fatalf("no renamed source: %v", err)
+	}
+	var srcActive, dstActive []string
+	a.QueryRow(ctx, "SELECT microsharding.microsharding_list_active_shards()::text[]").Scan(&srcActive)
+	b.QueryRow(ctx, "SELECT microsharding.microsharding_list_active_shards()::text[]").Scan(&dstActive)
+	if len(srcActive) != 0 || len(dstActive) != 1 || dstActive[0] != "sh0001" {
+		t.Errorf("active on source %v, on destination %v", srcActive, dstActive)
+	}
+	for _, q := range []string{
+		"SELECT count(*) || ' ' || md5(string_agg(x::text, ',' ORDER BY id)) FROM %s.tags x",
+		"SELECT count(*) || ' ' || md5(string_agg(x::text, ',' ORDER BY id)) FROM %s.items x WHERE id <= 2000 AND val <= 2000",
+	} {
+		var ra, rb string
+		a.QueryRow(ctx, fmt.Sprintf(q, old)).Scan(&ra)
+		b.QueryRow(ctx, fmt.Sprintf(q, "sh0001")).Scan(&rb)
+		if ra != rb || ra == "" {
+			t.Errorf("content differs: source %q, destination %q (%s)", ra, rb, q)
+		}
+	}
+	for _, c := range []*pgx.Conn{a, b} {
+		var n int
+		c.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())
+			+ (SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&n)
+		if n != 0 {
+			t.Errorf("%d replication objects left on port %d", n, c.Config().Port)
+		}
+	}
+}
+
+// TestMoveCommand runs the command in-process: a move that succeeds and
+// records itself, a second move refused while another run holds the lock,
+// and pgms status after both.
+func TestMoveCommand(t *testing.T) {
+	src, dst, a, b := moveNodes(t)
+	ctx := context.Background()
+
+	// Another run holds the lock on the state node (the source).
+	other, err := state.OpenJournal(ctx, src.DSN, sql.DefaultSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Lock(ctx, state.Invocation{Command: "move", Args: "--shard=7", Host: "ci-7", PID: 4242, User: "deploy"}); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	r := pgms(t, "", moveArgsFor(src, dst)...)
+	if r.code != exitError || time.Since(began) > 5*time.Second {
+		t.Fatalf("exit %d after %v:\n%s", r.code, time.Since(began), r.stderr)
+	}
+	for _, want := range []string{"another pgms run holds the lock", "pid 4242 on host ci-7", "user deploy", "`move --shard=7`", "pgms force-unlock"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	other.Close(ctx)
+
+	r = pgms(t, "", moveArgsFor(src, dst)...).must(t)
+	for _, want := range []string{"moved sh0001 from", "write pause", "source schema renamed to sh0001old"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "cutover: switching over") || !strings.Contains(r.stderr, "finish: sh0001 active on") {
+		t.Errorf("progress lines missing:\n%s", r.stderr)
+	}
+	assertMoved(t, a, b)
+
+	r = pgms(t, "", "status", "--dsn", src.DSN).must(t)
+	for _, want := range []string{"Lock: free", "move --shard=1", "succeeded", "write pause", "copy (native): 2/2 tables ready"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = pgms(t, "", "status", "--dsn", src.DSN, "--json").must(t)
+	if !strings.Contains(r.stdout, `"pause_ms"`) || !strings.Contains(r.stdout, `"outcome": "succeeded"`) {
+		t.Errorf("status --json:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout+r.stderr, "password") {
+		t.Errorf("a password may have leaked")
+	}
+
+	// Again: nothing to do.
+	r = pgms(t, "", moveArgsFor(src, dst)...).must(t)
+	if !strings.Contains(r.stdout, "already active") {
+		t.Errorf("second move: %s", r.stdout)
+	}
+}
+
+func TestMoveCommandUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"move", "--from=x", "--to=y", "--activate-on-destination=yes"}, "--shard is required"},
+		{[]string{"move", "--shard=1", "--to=y", "--activate-on-destination=yes"}, "--from and --to are required"},
+		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h2/a"}, "--activate-on-destination is required"},
+		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h2/a", "--activate-on-destination=maybe"}, "use yes or no"},
+		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h/a", "--activate-on-destination=yes"}, "same database"},
+	} {
+		r := pgms(t, "", tc.args...)
+		if r.code != exitError || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+func TestForceUnlockCommand(t *testing.T) {
+	db := pgtest.Database(t)
+	conn := pgtest.Connect(t, db.DSN)
+	if _, err := sql.Install(context.Background(), conn, sql.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := pgms(t, "", "force-unlock", "--dsn", db.DSN).must(t)
+	if !strings.Contains(r.stdout, "free; nothing to do") {
+		t.Errorf("free lock: %s", r.stdout)
+	}
+	live, err := state.OpenJournal(ctx, db.DSN, sql.DefaultSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close(ctx)
+	if _, err := live.Lock(ctx, state.Invocation{Command: "move", Host: "h", PID: 9}); err != nil {
+		t.Fatal(err)
+	}
+	r = pgms(t, "", "force-unlock", "--dsn", db.DSN)
+	if r.code != exitError || !strings.Contains(r.stderr, "live session") || !strings.Contains(r.stderr, "--terminate") {
+		t.Errorf("live lock: exit %d %s", r.code, r.stderr)
+	}
+	r = pgms(t, "n\n", "force-unlock", "--dsn", db.DSN, "--terminate").must(t)
+	if !strings.Contains(r.stdout, "Not terminated") {
+		t.Errorf("declined: %s", r.stdout)
+	}
+	r = pgms(t, "y\n", "force-unlock", "--dsn", db.DSN, "--terminate").must(t)
+	if !strings.Contains(r.stdout, "Terminated session") || !strings.Contains(r.stdout, "Cleared the holder row") {
+		t.Errorf("terminate: %s", r.stdout)
+	}
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/state"
+)
+
+func init() { register(newStatusCommand) }
+
+// statusView is what pgms status shows, in text or JSON.
+type statusView struct {
+	Node string           `json:"state_node"`
+	Lock state.LockStatus `json:"lock"`
+	Runs []state.Run      `json:"runs"`
+}
+
+func newStatusCommand() *cobra.Command {
+	var (
+		nodes  nodeFlags
+		runs   int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running or last runs recorded on the state node",
+		Long: `Status reads the journal kept on the state node: who holds the run lock (or
+whether a dead run left a stale holder behind), and the last runs with their
+steps: phase, copy progress per table, replication lag, the write-pause
+window of each switch-over, retries and errors.`,
+		Example: `  pgms status --dsn postgres://admin@db1/app
+  pgms status --dsn postgres://admin@db1/app --runs 10 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			target, err := targetNode(nodes.dsns, "status")
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			n, err := pgutil.Connect(ctx, target)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			v := statusView{Node: n.Name}
+			if v.Lock, err = state.ReadLock(ctx, n.Conn, nodes.schema); err != nil {
+				return pgutil.Wrap(err, "state node %s", n.Name)
+			}
+			if v.Runs, err = state.ReadRuns(ctx, n.Conn, nodes.schema, runs); err != nil {
+				return pgutil.Wrap(err, "state node %s", n.Name)
+			}
+			if v.Runs == nil {
+				v.Runs = []state.Run{}
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			renderStatus(cmd.OutOrStdout(), v, time.Now())
+			return nil
+		},
+	}
+	nodes.add(cmd)
+	cmd.Flags().IntVar(&runs, "runs", 3, "how many of the last runs to show")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// renderStatus writes the status for a person; now dates running steps.
+func renderStatus(w io.Writer, v statusView, now time.Time) {
+	fmt.Fprintf(w, "State node %s\n", v.Node)
+	switch {
+	case v.Lock.Held && v.Lock.Holder != nil:
+		fmt.Fprintf(w, "Lock: held by %s (session %d)\n", v.Lock.Holder, v.Lock.HolderPID)
+	case v.Lock.Held:
+		fmt.Fprintf(w, "Lock: held by session %d, which wrote no holder row\n", v.Lock.HolderPID)
+	case v.Lock.Stale():
+		fmt.Fprintf(w, "Lock: free, but a stale holder row remains: %s; that run is gone (pgms force-unlock clears the row; the next run replaces it anyway)\n", v.Lock.Holder)
+	default:
+		fmt.Fprintln(w, "Lock: free")
+	}
+	if len(v.Runs) == 0 {
+		fmt.Fprintln(w, "\nNo runs recorded.")
+		return
+	}
+	for _, r := range v.Runs {
+		fmt.Fprintln(w)
+		took := ""
+		if r.Finished != nil {
+			took = ", took " + r.Finished.Sub(r.Started).Round(time.Millisecond).String()
+		} else if r.Outcome == state.OutcomeRunning {
+			took = ", running for " + now.Sub(r.Started).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "Run %d: %s %s — %s, started %s by %s on %s (pid %d)%s\n", r.ID, r.Command, dsn.Redact(r.Args), r.Outcome,
+			r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), orDash(r.User), orDash(r.Host), r.PID, took)
+		if r.Error != "" && (len(r.Steps) == 0 || r.Steps[len(r.Steps)-1].Error != r.Error) {
+			fmt.Fprintf(w, "  error: %s\n", r.Error)
+		}
+		for _, s := range r.Steps {
+			renderStep(w, s, now)
+		}
+	}
+}
+
+func renderStep(w io.Writer, s state.StepRow, now time.Time) {
+	shard := s.Schema
+	fmt.Fprintf(w, "  %s %s: %s → %s, %s", s.Kind, shard, s.Source, s.Destination, s.Outcome)
+	if s.Outcome != state.OutcomeSucceeded {
+		fmt.Fprintf(w, " in phase %s", s.Phase)
+	}
+	if s.Outcome == state.OutcomeRunning {
+		fmt.Fprintf(w, " (updated %s ago)", now.Sub(s.Updated).Round(time.Second))
+	}
+	if s.TotalMS != nil {
+		fmt.Fprintf(w, ", took %s", msDuration(*s.TotalMS).Round(time.Millisecond))
+	}
+	fmt.Fprintln(w)
+	if len(s.Tables) > 0 || s.TotalBytes > 0 {
+		ready := 0
+		for _, t := range s.Tables {
+			if t.State == "ready" {
+				ready++
+			}
+		}
+		line := fmt.Sprintf("    copy (%s): %d/%d tables ready, ~%s of %s, %d rows", orDash(s.Strategy), ready, len(s.Tables),
+			units.FormatBytes(float64(s.Bytes)), units.FormatBytes(float64(s.TotalBytes)), s.Rows)
+		if s.BackfillMS != nil && *s.BackfillMS > 0 {
+			d := msDuration(*s.BackfillMS)
+			line += fmt.Sprintf(" in %s (%s/s)", d.Round(time.Millisecond), units.FormatBytes(float64(s.Bytes)/d.Seconds()))
+		}
+		fmt.Fprintln(w, line)
+	}
+	if s.LagBytes != nil && s.Outcome == state.OutcomeRunning {
+		fmt.Fprintf(w, "    replication lag %s\n", units.FormatBytes(float64(*s.LagBytes)))
+	}
+	if s.PauseMS != nil {
+		core := "?"
+		if s.CoreMS != nil {
+			core = fmt.Sprintf("%.1f ms", *s.CoreMS)
+		}
+		fmt.Fprintf(w, "    write pause %.1f ms (lock to commit %s), %s\n", *s.PauseMS, core, retries(s.Retries))
+	} else if s.Retries > 0 {
+		fmt.Fprintf(w, "    %s\n", retries(s.Retries))
+	}
+	if s.Outcome != state.OutcomeSucceeded && len(s.Tables) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range s.Tables {
+			fmt.Fprintf(tw, "    %s\t%s\t%s\tof %s\t%d rows\n", t.Name, t.State, units.FormatBytes(float64(t.Bytes)), units.FormatBytes(float64(t.TotalBytes)), t.Rows)
+		}
+		tw.Flush()
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "    error: %s\n", strings.TrimSpace(s.Error))
+	}
+}
+
+func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
