@@ -44,6 +44,9 @@ type AllocateSpec struct {
 	// Stdout and Stderr receive the command's output, each line prefixed
 	// with "[migrate <node>] "; nil discards it.
 	Stdout, Stderr io.Writer
+	// Before, when set, is called before each step that changes something:
+	// "create", "migrate", "activate".
+	Before func(step string)
 }
 
 // AllocateResult says what Allocate found and did.
@@ -130,6 +133,12 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 		}
 	}
 
+	announce := func(step string) {
+		if spec.Before != nil {
+			spec.Before(step)
+		}
+	}
+	announce("create")
 	err = node.Conn.QueryRow(ctx,
 		"SELECT ARRAY(SELECT s::text FROM "+pgutil.Quote(lib, "microsharding_ensure_exist")+"($1, $2) s)",
 		spec.From, spec.To).Scan(&res.Created)
@@ -138,6 +147,7 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 	}
 
 	if len(spec.MigrateCommand) > 0 {
+		announce("migrate")
 		start := time.Now()
 		env := MigrateEnv(node.DSN, spec.From, spec.To, schemas)
 		err := runCommand(ctx, spec.MigrateCommand, env, "[migrate "+node.Name+"] ", spec.Stdout, spec.Stderr)
@@ -162,6 +172,7 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 	}
 
 	if spec.Activate {
+		announce("activate")
 		if err := ensure(ctx, node, lib, "microsharding_ensure_active", spec.From, spec.To); err != nil {
 			return res, pgutil.Wrap(err, "%s: activate", what)
 		}

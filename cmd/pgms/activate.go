@@ -55,7 +55,7 @@ on at most one node.`,
 				return err
 			}
 			if len(activated) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s were active already\n", node.Name, rangeText(from, to))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active already\n", node.Name, rangeVerb(from, to, "was", "were"))
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: activated %s\n", node.Name, schemaList(activated))
@@ -98,7 +98,7 @@ stay. Shards that are inactive or absent are left as they are.`,
 				return err
 			}
 			if len(deactivated) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: none of %s was active\n", node.Name, rangeText(from, to))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s not active\n", node.Name, rangeVerb(from, to, "was", "were"))
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: deactivated %s\n", node.Name, schemaList(deactivated))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -79,32 +80,37 @@ first and refuses to activate a shard that is active on another node.`,
 			}
 			if migrateCmd != "" {
 				spec.MigrateCommand = []string{"/bin/sh", "-c", migrateCmd}
-				fmt.Fprintf(out, "%s: running the migrate command for %s: %s\n", node.Name, rangeText(from, to), dsn.Redact(migrateCmd))
+				spec.Before = func(step string) {
+					if step == "migrate" {
+						fmt.Fprintf(out, "%s: running the migrate command for %s: %s\n", node.Name, rangeText(from, to), dsn.Redact(migrateCmd))
+					}
+				}
 			}
 			res, err := executor.Allocate(ctx, node, spec)
-			if len(res.Schemas) > 0 {
-				if len(res.Created) > 0 {
-					fmt.Fprintf(out, "%s: created %s\n", node.Name, schemaList(res.Created))
-				} else {
-					fmt.Fprintf(out, "%s: %s exist already\n", node.Name, rangeText(from, to))
-				}
+			var migrateErr *executor.MigrateError
+			if err != nil && !errors.As(err, &migrateErr) {
+				return err
+			}
+			if len(res.Created) > 0 {
+				fmt.Fprintf(out, "%s: created %s\n", node.Name, schemaList(res.Created))
+			} else {
+				fmt.Fprintf(out, "%s: %s already\n", node.Name, rangeVerb(from, to, "exists", "exist"))
 			}
 			if err != nil {
 				return err
 			}
-			switch {
-			case res.Migrated:
+			if res.Migrated {
 				fmt.Fprintf(out, "%s: migrate command succeeded in %s\n", node.Name, res.MigrateIn.Round(time.Millisecond))
-			default:
+			} else {
 				fmt.Fprintf(out, "%s: no --migrate-cmd (or MIGRATE_CMD) given: no migration ran\n", node.Name)
 			}
 			switch {
 			case !doActivate:
-				fmt.Fprintf(out, "%s: %s left as they are (--activate=no); new shards are inactive\n", node.Name, rangeText(from, to))
+				fmt.Fprintf(out, "%s: not activated (--activate=no); new shards stay inactive\n", node.Name)
 			case len(res.Activated) > 0:
 				fmt.Fprintf(out, "%s: activated %s\n", node.Name, schemaList(res.Activated))
 			default:
-				fmt.Fprintf(out, "%s: %s were active already\n", node.Name, rangeText(from, to))
+				fmt.Fprintf(out, "%s: %s active already\n", node.Name, rangeVerb(from, to, "was", "were"))
 			}
 			return nil
 		},
@@ -199,6 +205,14 @@ func rangeText(from, to int) string {
 		return fmt.Sprintf("shard %d", from)
 	}
 	return fmt.Sprintf("shards %d-%d", from, to)
+}
+
+// rangeVerb says "shard 5 is" or "shards 5-8 are", with the verb given.
+func rangeVerb(from, to int, one, many string) string {
+	if from == to {
+		return rangeText(from, to) + " " + one
+	}
+	return rangeText(from, to) + " " + many
 }
 
 // schemaList names a few schemas, or counts many and names the first and

@@ -79,7 +79,7 @@ func TestAllocateCommand(t *testing.T) {
 		t.Errorf("failing command stdout:\n%s", r.stdout)
 	}
 	r = pgms(t, "", "allocate", "--shard=11", "--dsn", a.DSN, "--activate=no", "--migrate-cmd", "true").must(t)
-	if !strings.Contains(r.stdout, "shard 11 left as they are (--activate=no)") {
+	if !strings.Contains(r.stdout, "not activated (--activate=no); new shards stay inactive") {
 		t.Errorf("--activate=no output:\n%s", r.stdout)
 	}
 	var active []string
@@ -91,8 +91,8 @@ func TestAllocateCommand(t *testing.T) {
 	// With the cluster listed in PGDSNS, b may not activate a's shard.
 	t.Setenv("PGDSNS", a.DSN+","+b.DSN)
 	r = pgms(t, "", "allocate", "--shard=5", "--dsn", b.DSN, "--migrate-cmd", "true")
-	if r.code != 1 || !strings.Contains(r.stderr, "refusing to activate: sh0005 is active on node "+addr) {
-		t.Errorf("double activation: exit %d\n%s", r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "refusing to activate: sh0005 is active on node "+addr) || r.stdout != "" {
+		t.Errorf("double activation: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = pgms(t, "", "allocate", "--shard=5")
 	if r.code != 1 || !strings.Contains(r.stderr, "allocate acts on one node and PGDSNS lists 2; pass --dsn to choose one") {
@@ -141,7 +141,7 @@ func TestActivateCommands(t *testing.T) {
 		{[]string{"activate", "--shards=1-2", "--dsn", a.DSN}, 0, addr + ": shards 1-2 were active already\n"},
 		{[]string{"activate", "--shards=4", "--dsn", a.DSN}, 1, "No such schema: sh0004"},
 		{[]string{"deactivate", "--shard=2", "--dsn", a.DSN}, 0, addr + ": deactivated sh0002\n"},
-		{[]string{"deactivate", "--shard=2", "--dsn", a.DSN}, 0, addr + ": none of shard 2 was active\n"},
+		{[]string{"deactivate", "--shard=2", "--dsn", a.DSN}, 0, addr + ": shard 2 was not active\n"},
 		{[]string{"activate", "--shard=3", "--dsn", a.DSN}, 0, addr + ": activated sh0003\n"},
 	}
 	for _, s := range steps {

@@ -115,7 +115,13 @@ confirmation ("yes") on a terminal; --yes skips the question for pipelines,
 					return errors.New("refusing to drop without confirmation: standard input is not a terminal; pass --yes to drop, or --dry-run to only list")
 				}
 				fmt.Fprint(out, "\nDrop these objects? Only 'yes' will be accepted: ")
-				answer, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				answer, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if err != nil && answer == "" {
+					// A character device that ends at once (/dev/null) is no
+					// terminal either.
+					fmt.Fprintln(out)
+					return errors.New("refusing to drop without confirmation: standard input ended without an answer; pass --yes to drop, or --dry-run to only list")
+				}
 				if strings.TrimSpace(answer) != "yes" {
 					fmt.Fprintln(out, "Nothing dropped.")
 					return nil

@@ -107,6 +107,10 @@ func TestCleanupCommand(t *testing.T) {
 	}
 
 	terminal(t)
+	r = pgms(t, "", args...)
+	if r.code != 1 || !strings.Contains(r.stderr, "standard input ended without an answer; pass --yes") || len(leftovers()) != 5 {
+		t.Errorf("no answer: exit %d\n%s", r.code, r.stderr)
+	}
 	r = pgms(t, "no\n", args...)
 	if r.code != 0 || !strings.HasSuffix(r.stdout, "Drop these objects? Only 'yes' will be accepted: Nothing dropped.\n") || len(leftovers()) != 5 {
 		t.Errorf("declined: exit %d\n%s%s", r.code, r.stdout, r.stderr)
