@@ -62,17 +62,6 @@ type CleanupResult struct {
 	Outcomes []Outcome
 }
 
-// Dropped returns the outcomes of the leftovers that were dropped.
-func (r CleanupResult) Dropped() []Outcome {
-	var out []Outcome
-	for _, o := range r.Outcomes {
-		if o.Dropped {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // Cleanup drops leftovers of moves on node: subscriptions (disabled and
 // detached from their slot first, so that no connection to a publisher is
 // needed), then slots, publications, never-activated copies and renamed
