@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgms-dev/pgms/internal/pgbin"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
@@ -41,18 +42,14 @@ func installed(t *testing.T, db pgtest.DB) *pgutil.Node {
 	return n
 }
 
-// psqlPath finds psql next to the server binaries the harness uses.
-func psqlPath(t *testing.T) string {
+// clientPath finds a PostgreSQL client program or skips the test.
+func clientPath(t *testing.T, program string) string {
 	t.Helper()
-	bins, err := pgtest.FindBinaries()
+	p, err := pgbin.Find(program, 0)
 	if err != nil {
 		t.Skip(err)
 	}
-	postgres, err := filepath.EvalSymlinks(bins.Path("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(filepath.Dir(postgres), "psql")
+	return p.Path
 }
 
 // script writes an executable shell script and returns its path.
@@ -93,7 +90,7 @@ func TestAllocate(t *testing.T) {
 	migrate := script(t, `set -e
 echo "range $PGMS_SHARD_FROM-$PGMS_SHARD_TO on $PGHOST:$PGPORT/$PGDATABASE as $PGUSER, dsn ${PGMS_DSN:+given}"
 for s in $(echo "$PGMS_SCHEMAS" | tr , ' '); do
-  `+psqlPath(t)+` -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS \"$s\".users (id bigint PRIMARY KEY)"
+  `+clientPath(t, "psql")+` -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS \"$s\".users (id bigint PRIMARY KEY)"
 done
 echo "to stderr" >&2
 printf "no newline at the end"

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -58,8 +57,7 @@ func holdSlot(t *testing.T, conn *pgx.Conn, dsn, slot, application string) {
 	// test_decoding decodes every change; pgoutput would fail (and end the
 	// walsender) at the first change without a publication.
 	pgtest.Exec(t, conn, "SELECT pg_create_logical_replication_slot($1, 'test_decoding')", slot)
-	bin := filepath.Join(filepath.Dir(psqlPath(t)), "pg_recvlogical")
-	cmd := exec.Command(bin, "-d", dsn, "--slot", slot, "--start", "--no-loop", "-f", "/dev/null")
+	cmd := exec.Command(clientPath(t, "pg_recvlogical"), "-d", dsn, "--slot", slot, "--start", "--no-loop", "-f", "/dev/null")
 	cmd.Env = append(os.Environ(), "PGAPPNAME="+application)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgms-dev/pgms/internal/pgbin"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 )
 
@@ -30,13 +31,10 @@ func startStandby(t *testing.T, srv *pgtest.Server, database string) string {
 	if err != nil {
 		t.Skip(err)
 	}
-	// The binaries may be symbolic links on PATH (initdb, postgres only):
-	// the installation's own directory has pg_basebackup.
-	postgres, err := filepath.EvalSymlinks(bins.Path("postgres"))
+	basebackup, err := pgbin.Find("pg_basebackup", srv.Version)
 	if err != nil {
-		t.Fatal(err)
+		t.Skip(err)
 	}
-	binDir := filepath.Dir(postgres)
 	st, err := os.Stat(srv.DataDir)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +55,7 @@ func startStandby(t *testing.T, srv *pgtest.Server, database string) string {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	backup := exec.Command(filepath.Join(binDir, "pg_basebackup"), "-h", srv.Host, "-p", strconv.Itoa(srv.Port), "-U", pgtest.Superuser,
+	backup := exec.Command(basebackup.Path, "-h", srv.Host, "-p", strconv.Itoa(srv.Port), "-U", pgtest.Superuser,
 		"-D", data, "-R", "-X", "stream", "-c", "fast", "--no-sync")
 	backup.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	backup.Dir = dir
@@ -81,7 +79,7 @@ func startStandby(t *testing.T, srv *pgtest.Server, database string) string {
 	for k, v := range pgtest.DefaultSettings {
 		args = append(args, "-c", k+"="+v)
 	}
-	cmd := exec.Command(postgres, args...)
+	cmd := exec.Command(bins.Path("postgres"), args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgms-dev/pgms/internal/pgbin"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 )
 
@@ -13,19 +14,15 @@ import (
 // of the range with psql, and returns its path.
 func psqlScript(t *testing.T) string {
 	t.Helper()
-	bins, err := pgtest.FindBinaries()
+	psql, err := pgbin.Find("psql", 0)
 	if err != nil {
 		t.Skip(err)
-	}
-	postgres, err := filepath.EvalSymlinks(bins.Path("postgres"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "migrate.sh")
 	body := `#!/bin/sh
 set -e
 for s in $(echo "$PGMS_SCHEMAS" | tr , ' '); do
-  ` + filepath.Join(filepath.Dir(postgres), "psql") + ` -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS \"$s\".users (id bigint PRIMARY KEY)"
+  ` + psql.Path + ` -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS \"$s\".users (id bigint PRIMARY KEY)"
 done
 echo "migrated $PGMS_SHARD_FROM-$PGMS_SHARD_TO"
 `
