@@ -165,6 +165,7 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("%s not dropped: %s", o.Leftover, o.Reason)
 		}
 		dropped = append(dropped, o.Leftover.String())
+		t.Logf("%s: dropped %s in %v", o.Node, o.Leftover, o.Took)
 		if o.Leftover.Name == "pg_microsharding_move_sh0004_sub" && o.RetainedBytes < 1<<20 {
 			t.Errorf("orphaned slot retained %d bytes, want over 1 MiB", o.RetainedBytes)
 		}
