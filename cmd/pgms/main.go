@@ -58,7 +58,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 
 	root := newRootCommand(stdin, stdout, stderr)
-	root.SetArgs(args)
+	root.SetArgs(longFlags(args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -103,3 +103,28 @@ Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error,
 var commands []func() *cobra.Command
 
 func register(c func() *cobra.Command) { commands = append(commands, c) }
+
+// longFlags accepts flags written with one dash (-out=plan, -detailed-exitcode,
+// as in Terraform) by rewriting them to the two-dash form cobra parses. pgms
+// defines no one-letter flag but -h, so a single dash followed by two or more
+// letters is never a group of short flags. Arguments after "--" are kept.
+func longFlags(args []string) []string {
+	out := make([]string, len(args))
+	rest := false
+	for i, a := range args {
+		out[i] = a
+		if rest {
+			continue
+		}
+		if a == "--" {
+			rest = true
+			continue
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && isLetter(a[1]) && isLetter(a[2]) {
+			out[i] = "-" + a
+		}
+	}
+	return out
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

@@ -1,0 +1,212 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// FormatVersion is the version of the plan's JSON form (pgms plan
+// -format=json and saved plan files). It changes only when a field changes
+// meaning or disappears; new fields may appear within a version.
+const FormatVersion = 1
+
+// StepKind is what a step does.
+type StepKind string
+
+// The step kinds, in the order a plan runs them.
+const (
+	StepInstall    StepKind = "install"    // install or upgrade the library on a node
+	StepAllocate   StepKind = "allocate"   // create a range of shards, migrate, maybe activate
+	StepActivate   StepKind = "activate"   // activate a range of existing shards
+	StepDeactivate StepKind = "deactivate" // deactivate a range of shards
+	StepMove       StepKind = "move"       // move one shard between nodes online
+	StepCleanup    StepKind = "cleanup"    // drop a leftover of an earlier move
+	StepDrop       StepKind = "drop"       // drop shards listed in a removed block
+)
+
+// Risk codes mark steps a pipeline may want a person to approve. They are
+// stable: scripts may match on them.
+const (
+	CodeDropOldSchema  = "PGMS-D01" // cleanup drops a renamed move source (its data is the pre-move copy)
+	CodeDropCopy       = "PGMS-D02" // cleanup drops an inactive copy or a half-done move's copy
+	CodeDropShard      = "PGMS-D03" // drop of a shard schema with everything in it
+	CodeDropSlot       = "PGMS-C01" // cleanup drops a replication slot (frees retained WAL)
+	CodeDropReplObject = "PGMS-C02" // cleanup drops a publication or subscription
+)
+
+// Range is an inclusive range of shard numbers.
+type Range struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// Len is the number of shards in the range.
+func (r Range) Len() int { return r.To - r.From + 1 }
+
+func (r Range) String() string {
+	if r.From == r.To {
+		return fmt.Sprintf("%d", r.From)
+	}
+	return fmt.Sprintf("%d-%d", r.From, r.To)
+}
+
+// Step is one change. Which fields are set depends on Kind.
+type Step struct {
+	Kind StepKind `json:"kind"`
+	// Node is where the step runs (every kind but move).
+	Node string `json:"node,omitempty"`
+	// From and To are the source and destination of a move.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// Shards is the range a step acts on; a move acts on one shard.
+	Shards *Range `json:"shards,omitempty"`
+	// Schemas are the shard schema names of Shards (first and last for
+	// long ranges are enough to read; the list is complete).
+	Schemas []string `json:"schemas,omitempty"`
+	// Activate: an allocate activates after migrating; a move activates on
+	// the destination at cutover.
+	Activate bool `json:"activate,omitempty"`
+	// Resume marks a move that continues an interrupted one.
+	Resume bool `json:"resume,omitempty"`
+	// Library versions of an install step (from 0 with Fresh false means
+	// pg-microsharding's library).
+	LibraryFrom  int  `json:"library_from,omitempty"`
+	LibraryTo    int  `json:"library_to,omitempty"`
+	LibraryFresh bool `json:"library_fresh,omitempty"`
+	// Object and ObjectKind name what a cleanup drops ("schema",
+	// "publication", "slot", "subscription").
+	Object     string `json:"object,omitempty"`
+	ObjectKind string `json:"object_kind,omitempty"`
+	// Bytes is the data a move copies or a cleanup/drop frees; for a slot,
+	// the WAL it retains.
+	Bytes int64 `json:"bytes,omitempty"`
+	// Reason says in one line why the step is needed.
+	Reason string `json:"reason"`
+	// Source is the topology position that asks for the step (file:line),
+	// when one does.
+	Source string `json:"source,omitempty"`
+	// Code is a risk code for destructive steps (see the Code constants).
+	Code string `json:"code,omitempty"`
+}
+
+// Symbol is the one-character mark of a step in the text plan.
+func (s Step) Symbol() string {
+	switch s.Kind {
+	case StepInstall, StepAllocate:
+		return "+"
+	case StepCleanup, StepDrop:
+		return "-"
+	default:
+		return "~"
+	}
+}
+
+// Problem is a reason the planner refuses to plan (an error) or something a
+// reviewer should know (a warning).
+type Problem struct {
+	Summary string `json:"summary"`
+	Detail  string `json:"detail,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Shard   *int   `json:"shard,omitempty"`
+	Source  string `json:"source,omitempty"`
+}
+
+// Unmanaged is a run of live shards on one node that no shards block
+// places: pgms reports and never touches them.
+type Unmanaged struct {
+	Node   string `json:"node"`
+	Shards Range  `json:"shards"`
+	Active bool   `json:"active"`
+}
+
+// NodeInfo is a node as the plan saw it.
+type NodeInfo struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"` // host:port/database, never a password
+}
+
+// Summary counts the steps by kind.
+type Summary struct {
+	Install    int   `json:"install"`
+	Allocate   int   `json:"allocate"` // shards, not steps
+	Activate   int   `json:"activate"`
+	Deactivate int   `json:"deactivate"`
+	Move       int   `json:"move"`
+	MoveBytes  int64 `json:"move_bytes"`
+	Cleanup    int   `json:"cleanup"`
+	Drop       int   `json:"drop"` // shards
+}
+
+// Changes is the number of changes the summary counts.
+func (s Summary) Changes() int {
+	return s.Install + s.Allocate + s.Activate + s.Deactivate + s.Move + s.Cleanup + s.Drop
+}
+
+// Plan is the ordered list of steps that takes the live cluster to the
+// topology, with what the planner saw and why it refused, if it did.
+type Plan struct {
+	FormatVersion int `json:"format_version"`
+	// ConfigFingerprint and StateFingerprint identify the topology files
+	// and the live state the plan was made from (see Snapshot).
+	ConfigFingerprint string `json:"config_fingerprint"`
+	StateFingerprint  string `json:"state_fingerprint"`
+	// Files are the topology files read, Nodes the nodes of the topology.
+	Files []string   `json:"files"`
+	Nodes []NodeInfo `json:"nodes"`
+	// ShardCount and ActiveCount describe the topology.
+	ShardCount  int `json:"shard_count"`
+	ActiveCount int `json:"active_count"`
+
+	Steps     []Step      `json:"steps"`
+	Unmanaged []Unmanaged `json:"unmanaged,omitempty"`
+	// Kept lists leftovers that stay because they are within retention.
+	Kept     []Step    `json:"kept,omitempty"`
+	Errors   []Problem `json:"errors,omitempty"`
+	Warnings []Problem `json:"warnings,omitempty"`
+	Summary  Summary   `json:"summary"`
+}
+
+// HasChanges reports whether the plan would change anything.
+func (p *Plan) HasChanges() bool { return len(p.Steps) > 0 }
+
+// HasErrors reports whether the planner refused to plan.
+func (p *Plan) HasErrors() bool { return len(p.Errors) > 0 }
+
+// age formats how long ago t was, coarsely, for reasons such as "renamed 6
+// days ago".
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "in the future (clock skew?)"
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours ago", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+	}
+}
+
+// humanDuration prints whole days as days ("7 days") and anything else as
+// Go does ("36h0m0s" becomes "36h").
+func humanDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		days := int(d / (24 * time.Hour))
+		if days == 1 {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", days)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -1,0 +1,414 @@
+package planner
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/state"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files with the current output")
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+const threeNodes = `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "b" { dsn = "postgres://app@db-b:5432/app" }
+node "c" { dsn = "postgres://app@db-c:5432/app" }
+`
+
+// topo loads a topology from HCL text as topology.pgms.hcl.
+func topo(t *testing.T, src string) *config.Topology {
+	t.Helper()
+	top, diags := config.LoadSources(map[string][]byte{"topology.pgms.hcl": []byte(src)})
+	if diags.HasErrors() {
+		t.Fatalf("topology: %v", diags)
+	}
+	return top
+}
+
+// liveNode builds a node's live state; shard specs are "1-4" (active),
+// "5-6 inactive", with sizes of 1 MiB per shard unless sized.
+type liveNode struct {
+	s *state.NodeState
+}
+
+func node(name string) *liveNode {
+	return &liveNode{s: &state.NodeState{
+		Name: name, Addr: "db-" + name + ":5432/app", WalLevel: "logical",
+		MaxReplicationSlots: 10, MaxWalSenders: 10, MaxSlotWalKeepSize: -1,
+		Library: struct {
+			Installed bool
+			Version   int
+		}{true, 1},
+	}}
+}
+
+func (n *liveNode) shards(from, to int, active bool) *liveNode {
+	for i := from; i <= to; i++ {
+		n.s.Shards = append(n.s.Shards, state.ShardState{Shard: i, Schema: fmt.Sprintf("sh%04d", i), Active: active, Tables: 2, Bytes: int64(i+1) << 20})
+	}
+	return n
+}
+
+func (n *liveNode) leftover(l state.Leftover) *liveNode {
+	if l.Tool == "" {
+		l.Tool = state.ToolPGMS
+	}
+	n.s.Leftovers = append(n.s.Leftovers, l)
+	return n
+}
+
+func (n *liveNode) with(f func(s *state.NodeState)) *liveNode { f(n.s); return n }
+
+func cluster(nodes ...*liveNode) *state.Cluster {
+	c := &state.Cluster{}
+	for _, n := range nodes {
+		c.Nodes = append(c.Nodes, n.s)
+	}
+	return c
+}
+
+type scenario struct {
+	name string
+	hcl  string
+	live *state.Cluster
+	// check inspects the plan beyond the golden files.
+	check func(t *testing.T, p *Plan)
+}
+
+func scenarios() []scenario {
+	noLib := func(s *state.NodeState) { s.Library.Installed = false; s.Library.Version = 0 }
+	return []scenario{
+		{
+			name: "empty_cluster",
+			hcl:  threeNodes,
+			live: cluster(node("a").with(noLib), node("b").with(noLib), node("c").with(noLib)),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Install != 3 || len(p.Steps) != 3 {
+					t.Errorf("want 3 installs, got %+v", p.Summary)
+				}
+			},
+		},
+		{
+			name: "no_changes",
+			hcl:  threeNodes + `shards "0-4" { node = "a" }` + "\n" + `shards "5-9" { node = "b" }`,
+			live: cluster(node("a").shards(0, 4, true), node("b").shards(5, 9, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.HasChanges() {
+					t.Errorf("want no changes, got %d steps", len(p.Steps))
+				}
+			},
+		},
+		{
+			name: "first_allocation",
+			hcl: threeNodes + `
+shards "0"     { node = "a" }
+shards "1-4"   { node = "a" }
+shards "5-8"   { node = "b" }
+shards "9-12"  { node = "c" }
+shards "13-14" {
+  node   = "c"
+  active = false
+}`,
+			live: cluster(node("a"), node("b"), node("c").with(noLib)),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Allocate != 15 || p.Summary.Install != 1 {
+					t.Errorf("summary %+v", p.Summary)
+				}
+				if p.Steps[0].Kind != StepInstall {
+					t.Errorf("install must come first: %v", p.Steps[0].Kind)
+				}
+			},
+		},
+		{
+			name: "moves",
+			hcl:  threeNodes + `shards "0-3" { node = "a" }` + "\n" + `shards "4-5" { node = "c" }` + "\n" + `shards "6-9" { node = "b" }`,
+			live: cluster(node("a").shards(0, 5, true), node("b").shards(6, 9, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Move != 2 || p.Summary.MoveBytes != (5+6)<<20 {
+					t.Errorf("summary %+v", p.Summary)
+				}
+			},
+		},
+		{
+			name: "drain",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "b" { dsn = "postgres://app@db-b:5432/app" }
+node "c" {
+  dsn   = "postgres://app@db-c:5432/app"
+  drain = true
+}
+shards "0-3" { node = "a" }
+shards "4-7" { node = "b" }
+`,
+			live: cluster(node("a").shards(0, 1, true), node("b").shards(4, 7, true), node("c").shards(2, 3, true)),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 2 || p.Steps[0].From != "c" {
+					t.Errorf("moves off the drained node: %+v", p.Steps)
+				}
+			},
+		},
+		{
+			name: "drain_first",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "b" {
+  dsn   = "postgres://app@db-b:5432/app"
+  drain = true
+}
+shards "0-3" { node = "a" }
+shards "4-7" { node = "a" }
+`,
+			live: cluster(node("a").shards(0, 1, true), node("b").shards(2, 3, true).shards(4, 7, false)),
+			check: func(t *testing.T, p *Plan) {
+				for _, s := range p.Steps[:6] {
+					if s.Kind != StepMove || s.From != "b" {
+						t.Errorf("step %+v", s)
+					}
+				}
+				if p.Steps[2].Shards.From != 4 {
+					t.Errorf("moves in shard order")
+				}
+			},
+		},
+		{
+			name: "activation_flips",
+			hcl: threeNodes + `
+shards "1-4" { node = "a" }
+shards "5-6" {
+  node   = "b"
+  active = false
+}`,
+			live: cluster(node("a").shards(1, 2, false).shards(3, 4, true), node("b").shards(5, 6, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Activate != 2 || p.Summary.Deactivate != 2 {
+					t.Errorf("summary %+v", p.Summary)
+				}
+			},
+		},
+		{
+			name: "cleanup_leftovers",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }`,
+			live: cluster(
+				node("a").shards(1, 2, true).
+					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
+				node("b").
+					leftover(state.Leftover{Kind: state.LeftoverOldSchema, Name: "sh0001old20261110101010", Schema: "sh0001", Shard: 1, Renamed: time.Date(2026, 11, 10, 10, 10, 10, 0, time.UTC), Bytes: 48 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverOldSchema, Name: "sh0002old20261124080000", Schema: "sh0002", Shard: 2, Renamed: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC), Bytes: 3 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, RetainedBytes: 1200 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
+				node("c").
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pg_microsharding_move_sh0009_sub", Schema: "sh0009", Shard: 9, Tool: state.ToolPGMicrosharding, RetainedBytes: 5 << 30}).
+					leftover(state.Leftover{Kind: state.LeftoverNewSchema, Name: "sh0011new", Schema: "sh0011", Shard: 11, Bytes: 1 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0012", Schema: "sh0012", Shard: 12, Active: true, WalsenderPID: 4242, WalsenderClient: "pgms_move_sh0012"}),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Cleanup != 5 || len(p.Kept) != 2 || len(p.Warnings) != 1 {
+					t.Errorf("cleanup %+v, kept %d, warnings %d", p.Summary, len(p.Kept), len(p.Warnings))
+				}
+			},
+		},
+		{
+			name: "unmanaged",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }`,
+			live: cluster(node("a").shards(1, 2, true), node("b").shards(300, 310, true).shards(311, 311, false), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.HasChanges() || len(p.Unmanaged) != 2 {
+					t.Errorf("steps %d, unmanaged %+v", len(p.Steps), p.Unmanaged)
+				}
+			},
+		},
+		{
+			name: "removed",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }` + "\nremoved {\n  shards = \"300-302\"\n}\n",
+			live: cluster(node("a").shards(1, 2, true), node("b").shards(300, 302, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Drop != 3 || p.Steps[0].Code != CodeDropShard {
+					t.Errorf("drop: %+v", p.Steps)
+				}
+			},
+		},
+		{
+			name: "resume_interrupted_move",
+			hcl:  threeNodes + `shards "7" { node = "c" }`,
+			live: cluster(
+				node("a").
+					leftover(state.Leftover{Kind: state.LeftoverOldSchema, Name: "sh0007old20261125115900", Schema: "sh0007", Shard: 7, Renamed: time.Date(2026, 11, 25, 11, 59, 0, 0, time.UTC)}).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
+				node("b"),
+				node("c").shards(7, 7, false).
+					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, Slot: "pgms_move_sh0007"}),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 1 || !p.Steps[0].Resume || p.Steps[0].From != "a" {
+					t.Errorf("steps %+v", p.Steps)
+				}
+			},
+		},
+		{
+			name: "abort_interrupted_move",
+			hcl:  threeNodes + `shards "7" { node = "a" }`,
+			live: cluster(
+				node("a").shards(7, 7, true).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, RetainedBytes: 16 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
+				node("b"),
+				node("c").shards(7, 7, false).
+					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, Slot: "pgms_move_sh0007"}),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Cleanup != 4 || p.Summary.Move != 0 {
+					t.Errorf("summary %+v", p.Summary)
+				}
+			},
+		},
+		{
+			name: "upgrade_pg_microsharding",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }`,
+			live: cluster(node("a").shards(1, 2, true).with(func(s *state.NodeState) { s.Library.Version = 0 }), node("b"), node("c")),
+		},
+		{
+			name: "error_active_twice",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }`,
+			live: cluster(node("a").shards(1, 2, true), node("b").shards(2, 2, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if !p.HasErrors() || len(p.Steps) != 0 {
+					t.Errorf("want an error and no steps")
+				}
+			},
+		},
+		{
+			name: "error_unreachable_and_standby",
+			hcl:  threeNodes + `shards "1-2" { node = "a" }`,
+			live: cluster(node("a").shards(1, 2, true),
+				node("b").with(func(s *state.NodeState) {
+					s.Err = errors.New("node b (db-b:5432/app): cannot connect: connection refused")
+				}),
+				node("c").with(func(s *state.NodeState) { s.Standby = true })),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Errors) != 2 {
+					t.Errorf("errors %+v", p.Errors)
+				}
+			},
+		},
+		{
+			name: "error_move_preflight",
+			hcl:  threeNodes + `shards "1-3" { node = "b" }`,
+			live: cluster(node("a").shards(1, 3, true).with(func(s *state.NodeState) {
+				s.WalLevel = "replica"
+				s.UsedReplicationSlots = 10
+				s.Shards[1].TablesWithoutKey = []string{`sh0002."audit log"`, "sh0002.events"}
+			}), node("b"), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Errors) != 3 {
+					t.Errorf("errors %+v", p.Errors)
+				}
+			},
+		},
+		{
+			name: "error_copies_on_two_nodes",
+			hcl:  threeNodes + `shards "4" { node = "a" }`,
+			live: cluster(node("a").shards(4, 4, true), node("b").shards(4, 4, false), node("c")),
+		},
+		{
+			name: "error_newer_library",
+			hcl:  threeNodes,
+			live: cluster(node("a").with(func(s *state.NodeState) { s.Library.Version = 7 }), node("b"), node("c")),
+		},
+		{
+			name: "warning_slot_keep_size",
+			hcl:  threeNodes + `shards "1" { node = "b" }`,
+			live: cluster(node("a").shards(1, 1, true).with(func(s *state.NodeState) { s.MaxSlotWalKeepSize = 1 << 20 }), node("b"), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Warnings) != 1 || p.Summary.Move != 1 {
+					t.Errorf("warnings %+v", p.Warnings)
+				}
+			},
+		},
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	for _, sc := range scenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			in := Input{Desired: topo(t, sc.hcl), Live: sc.live, Now: now, LibraryVersion: 1}
+			p := Compute(in)
+			if sc.check != nil {
+				sc.check(t, p)
+			}
+			for _, f := range []struct {
+				ext string
+				r   Renderer
+			}{{"txt", Text{}}, {"md", Markdown{}}, {"json", JSON{}}} {
+				var buf bytes.Buffer
+				if err := f.r.Render(&buf, p); err != nil {
+					t.Fatal(err)
+				}
+				golden(t, filepath.Join("plan", sc.name+"."+f.ext), buf.String())
+			}
+			// Same input, byte-identical plan.
+			var a, b bytes.Buffer
+			JSON{}.Render(&a, p)
+			JSON{}.Render(&b, Compute(in))
+			if a.String() != b.String() {
+				t.Error("two plans of the same input differ")
+			}
+			// JSON lists the same steps as the text.
+			var decoded Plan
+			if err := json.Unmarshal(a.Bytes(), &decoded); err != nil {
+				t.Fatal(err)
+			}
+			if len(decoded.Steps) != len(p.Steps) {
+				t.Errorf("json has %d steps, plan %d", len(decoded.Steps), len(p.Steps))
+			}
+		})
+	}
+}
+
+func TestMarkdownStaysWithinCommentLimit(t *testing.T) {
+	hcl := threeNodes + `shards "0-9999" { node = "b" }`
+	live := cluster(node("a").shards(0, 9999, true), node("b"), node("c"))
+	p := Compute(Input{Desired: topo(t, hcl), Live: live, Now: now, LibraryVersion: 1})
+	var buf bytes.Buffer
+	if err := (Markdown{}).Render(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if len(out) > MarkdownLimit {
+		t.Errorf("markdown is %d characters", len(out))
+	}
+	if !strings.HasPrefix(out, "### pgms plan\n\n**Plan: 10000 to move") || !strings.Contains(out, "truncated") || !strings.HasSuffix(out, "</details>\n") {
+		t.Errorf("truncated markdown malformed: head %q tail %q", out[:80], out[len(out)-200:])
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}

@@ -1,0 +1,345 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pgms-dev/pgms/internal/units"
+)
+
+// Renderer writes a plan in one format. Every format renders the same Plan
+// value, so they never disagree.
+type Renderer interface {
+	Render(w io.Writer, p *Plan) error
+}
+
+// The renderers.
+var (
+	_ Renderer = Text{}
+	_ Renderer = Markdown{}
+	_ Renderer = JSON{}
+)
+
+// RendererFor returns the renderer of a format name: text, markdown or
+// json.
+func RendererFor(format string) (Renderer, error) {
+	switch format {
+	case "", "text":
+		return Text{}, nil
+	case "markdown", "md":
+		return Markdown{}, nil
+	case "json":
+		return JSON{}, nil
+	}
+	return nil, fmt.Errorf("unknown format %q: use text, markdown or json", format)
+}
+
+// NoChanges is what a plan without steps says.
+const NoChanges = "No changes. The cluster matches the configuration."
+
+// Headline describes a step in one line, without its symbol.
+func Headline(s Step) string {
+	switch s.Kind {
+	case StepInstall:
+		if s.LibraryFresh {
+			return fmt.Sprintf("install library version %d on %s", s.LibraryTo, s.Node)
+		}
+		return fmt.Sprintf("upgrade library on %s to version %d", s.Node, s.LibraryTo)
+	case StepAllocate:
+		then := ", run the migration, activate"
+		if !s.Activate {
+			then = ", run the migration, leave inactive"
+		}
+		return fmt.Sprintf("allocate %s on %s%s", shardsLabel(s), s.Node, then)
+	case StepActivate:
+		return fmt.Sprintf("activate %s on %s", shardsLabel(s), s.Node)
+	case StepDeactivate:
+		return fmt.Sprintf("deactivate %s on %s", shardsLabel(s), s.Node)
+	case StepMove:
+		verb := "move"
+		if s.Resume {
+			verb = "resume move of"
+		}
+		then := ""
+		if !s.Activate {
+			then = ", leave inactive"
+		}
+		size := ", " + units.FormatBytes(float64(s.Bytes))
+		if s.Resume && s.Bytes == 0 {
+			size = "" // the source is renamed already; its size was not read
+		}
+		return fmt.Sprintf("%s %s from %s to %s%s%s", verb, shardsLabel(s), s.From, s.To, size, then)
+	case StepCleanup:
+		size := ""
+		switch {
+		case s.ObjectKind == "slot":
+			size = fmt.Sprintf(", retaining %s of WAL", units.FormatBytes(float64(s.Bytes)))
+		case s.Bytes > 0:
+			size = ", " + units.FormatBytes(float64(s.Bytes))
+		}
+		return fmt.Sprintf("drop %s %s on %s%s", s.ObjectKind, s.Object, s.Node, size)
+	case StepDrop:
+		return fmt.Sprintf("drop %s on %s with all their data, %s", shardsLabel(s), s.Node, units.FormatBytes(float64(s.Bytes)))
+	}
+	return string(s.Kind)
+}
+
+// shardsLabel names a step's shards: "shard 7 (sh0007)", "shards 5-8
+// (sh0005…sh0008)".
+func shardsLabel(s Step) string {
+	if s.Shards == nil {
+		return "shards"
+	}
+	if s.Shards.Len() == 1 {
+		if len(s.Schemas) == 1 {
+			return fmt.Sprintf("shard %d (%s)", s.Shards.From, s.Schemas[0])
+		}
+		return fmt.Sprintf("shard %d", s.Shards.From)
+	}
+	if len(s.Schemas) > 1 {
+		return fmt.Sprintf("shards %s (%s…%s)", s.Shards, s.Schemas[0], s.Schemas[len(s.Schemas)-1])
+	}
+	return "shards " + s.Shards.String()
+}
+
+// SummaryLine is the closing line of a plan: "Plan: 4 to allocate, 2 to
+// move (1.30 GB), 1 to clean up."
+func SummaryLine(p *Plan) string {
+	if p.HasErrors() {
+		return fmt.Sprintf("Planning failed: %d %s.", len(p.Errors), pluralWord(len(p.Errors), "error", "errors"))
+	}
+	if !p.HasChanges() {
+		return NoChanges
+	}
+	s := p.Summary
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(s.Install, "to install")
+	add(s.Allocate, "to allocate")
+	add(s.Activate, "to activate")
+	add(s.Deactivate, "to deactivate")
+	if s.Move > 0 {
+		parts = append(parts, fmt.Sprintf("%d to move (%s)", s.Move, units.FormatBytes(float64(s.MoveBytes))))
+	}
+	add(s.Cleanup, "to clean up")
+	add(s.Drop, "to drop")
+	return "Plan: " + strings.Join(parts, ", ") + "."
+}
+
+func pluralWord(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// legend lists the symbols the plan uses, and only those.
+func legend(p *Plan) string {
+	used := map[string]bool{}
+	for _, s := range p.Steps {
+		used[s.Symbol()] = true
+	}
+	var parts []string
+	if used["+"] {
+		parts = append(parts, "+ create")
+	}
+	if used["~"] {
+		parts = append(parts, "~ move or change")
+	}
+	if used["-"] {
+		parts = append(parts, "- remove")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Text renders a plan for a terminal or a CI log.
+type Text struct{}
+
+// Render implements Renderer.
+func (Text) Render(w io.Writer, p *Plan) error {
+	var b strings.Builder
+	writeProblems(&b, "Error", p.Errors)
+	if p.HasErrors() {
+		fmt.Fprintf(&b, "%s\n", SummaryLine(p))
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	if p.HasChanges() {
+		fmt.Fprintf(&b, "pgms will make these changes (symbols: %s):\n\n", legend(p))
+		for _, s := range p.Steps {
+			writeStep(&b, s, "  ")
+		}
+		b.WriteString("\n")
+	}
+	writeExtras(&b, p)
+	writeProblems(&b, "Warning", p.Warnings)
+	fmt.Fprintf(&b, "%s\n", SummaryLine(p))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeStep(b *strings.Builder, s Step, indent string) {
+	code := ""
+	if s.Code != "" {
+		code = " [" + s.Code + "]"
+	}
+	fmt.Fprintf(b, "%s%s %s%s\n", indent, s.Symbol(), Headline(s), code)
+	fmt.Fprintf(b, "%s    %s\n", indent, s.Reason)
+}
+
+func writeExtras(b *strings.Builder, p *Plan) {
+	if len(p.Kept) > 0 {
+		b.WriteString("Kept leftovers (within retention or left to pgms cleanup):\n")
+		for _, s := range p.Kept {
+			fmt.Fprintf(b, "  %s %s on %s: %s\n", s.ObjectKind, s.Object, s.Node, s.Reason)
+		}
+		b.WriteString("\n")
+	}
+	if len(p.Unmanaged) > 0 {
+		b.WriteString("Unmanaged shards (present, but placed by no shards block; pgms leaves them alone):\n")
+		for _, u := range p.Unmanaged {
+			state := "inactive"
+			if u.Active {
+				state = "active"
+			}
+			what := "shard"
+			if u.Shards.Len() > 1 {
+				what = "shards"
+			}
+			fmt.Fprintf(b, "  %s %s on %s (%s)\n", what, u.Shards, u.Node, state)
+		}
+		b.WriteString("\n")
+	}
+}
+
+func writeProblems(b *strings.Builder, kind string, problems []Problem) {
+	for _, pr := range problems {
+		fmt.Fprintf(b, "%s: %s\n", kind, pr.Summary)
+		if pr.Source != "" {
+			fmt.Fprintf(b, "  on %s\n", pr.Source)
+		}
+		if pr.Detail != "" {
+			fmt.Fprintf(b, "  %s\n", pr.Detail)
+		}
+		b.WriteString("\n")
+	}
+}
+
+// Markdown renders a plan for a pull-request comment: the summary first,
+// the steps collapsed, and never more than MarkdownLimit characters (code
+// hosts cut comments at 65,536).
+type Markdown struct{}
+
+// MarkdownLimit is the most characters a Markdown plan takes.
+const MarkdownLimit = 65000
+
+// Render implements Renderer.
+func (Markdown) Render(w io.Writer, p *Plan) error {
+	var head strings.Builder
+	switch {
+	case p.HasErrors():
+		fmt.Fprintf(&head, "### pgms plan\n\n:x: **%s**\n\n", SummaryLine(p))
+		for _, pr := range p.Errors {
+			fmt.Fprintf(&head, "- **%s**", mdEscape(pr.Summary))
+			if pr.Source != "" {
+				fmt.Fprintf(&head, " (`%s`)", pr.Source)
+			}
+			if pr.Detail != "" {
+				fmt.Fprintf(&head, "  \n  %s", mdEscape(pr.Detail))
+			}
+			head.WriteString("\n")
+		}
+		_, err := io.WriteString(w, head.String())
+		return err
+	case !p.HasChanges():
+		fmt.Fprintf(&head, "### pgms plan\n\n%s\n", NoChanges)
+	default:
+		fmt.Fprintf(&head, "### pgms plan\n\n**%s**\n", SummaryLine(p))
+		if codes := riskCodes(p); len(codes) > 0 {
+			fmt.Fprintf(&head, "\nSteps with risk codes: %s.\n", strings.Join(codes, ", "))
+		}
+	}
+	var body strings.Builder
+	if p.HasChanges() {
+		body.WriteString("```diff\n")
+		for _, s := range p.Steps {
+			writeStep(&body, s, "")
+		}
+		body.WriteString("```\n")
+	}
+	var extras strings.Builder
+	writeExtras(&extras, p)
+	writeProblems(&extras, "Warning", p.Warnings)
+	if extras.Len() > 0 {
+		body.WriteString("\n```\n" + strings.TrimRight(extras.String(), "\n") + "\n```\n")
+	}
+	out := head.String()
+	if body.Len() > 0 {
+		details := fmt.Sprintf("\n<details><summary>%d %s</summary>\n\n%s\n</details>\n", len(p.Steps), pluralWord(len(p.Steps), "step", "steps"), body.String())
+		if len(out)+len(details) > MarkdownLimit {
+			details = truncateDetails(body.String(), MarkdownLimit-len(out), len(p.Steps))
+		}
+		out += details
+	}
+	_, err := io.WriteString(w, out)
+	return err
+}
+
+// truncateDetails cuts the collapsed body at a line boundary so that the
+// whole comment stays within budget, and says so.
+func truncateDetails(body string, budget, steps int) string {
+	note := "\n… the plan is longer than a comment can hold; the full plan is in the job's log (pgms plan -format=text).\n```\n"
+	wrapper := fmt.Sprintf("\n<details><summary>%d steps (truncated)</summary>\n\n\n</details>\n", steps)
+	room := budget - len(note) - len(wrapper)
+	if room < 0 {
+		room = 0
+	}
+	cut := body
+	if len(cut) > room {
+		cut = cut[:room]
+		if i := strings.LastIndexByte(cut, '\n'); i >= 0 {
+			cut = cut[:i+1]
+		}
+	}
+	return fmt.Sprintf("\n<details><summary>%d steps (truncated)</summary>\n\n%s%s\n</details>\n", steps, cut, note)
+}
+
+func riskCodes(p *Plan) []string {
+	seen := map[string]int{}
+	var order []string
+	for _, s := range p.Steps {
+		if s.Code == "" {
+			continue
+		}
+		if seen[s.Code] == 0 {
+			order = append(order, s.Code)
+		}
+		seen[s.Code]++
+	}
+	out := make([]string, len(order))
+	for i, c := range order {
+		out[i] = fmt.Sprintf("`%s` ×%d", c, seen[c])
+	}
+	return out
+}
+
+func mdEscape(s string) string {
+	r := strings.NewReplacer("<", "&lt;", ">", "&gt;", "*", "\\*", "_", "\\_", "`", "\\`")
+	return r.Replace(s)
+}
+
+// JSON renders the plan as its versioned JSON document (FormatVersion).
+type JSON struct{}
+
+// Render implements Renderer.
+func (JSON) Render(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
