@@ -108,7 +108,9 @@ type RebalanceResult struct {
 	Oversized []int
 	// NearEmpty is the weight at or below which a shard counted as
 	// near-empty (see NearEmptyFraction). Near-empty shards are spread by
-	// count, weighted by capacity, because they are expected to grow.
+	// count, weighted by capacity, because they are expected to grow; each
+	// node ends with its share rounded up or down, except that a node at
+	// the input's highest load/fair ratio that stays there takes none.
 	NearEmpty float64
 }
 
@@ -163,30 +165,45 @@ func Rebalance(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOpt
 		return RebalanceResult{}, err
 	}
 	r.solve()
+	if r.timid {
+		// An oversized shard stayed where it is for safety; see whether
+		// giving it the node where it weighs least works out better.
+		bold, err := newRebalancer(nodes, shards, opts)
+		if err != nil {
+			return RebalanceResult{}, err
+		}
+		bold.bold = true
+		bold.solve()
+		was, now := r.score(r.placement()), bold.score(bold.placement())
+		if now.maxRatio <= bold.r0*(1+1e-12) && now.maxRatio < was.maxRatio*(1-r.tol) {
+			r = bold
+		}
+	}
 	full := r.placement()
 	b := rbBudget{moves: opts.MaxMoves, weight: opts.MaxWeight}
 	fullScore := r.score(full)
 	if (b.moves == 0 || fullScore.moves <= b.moves) && (b.weight == 0 || fullScore.moved <= b.weight*(1+1e-12)) {
 		return r.result(full, true), nil
 	}
-	// Three candidates within the budget, the best kept: the unlimited
-	// moves replayed best first; the same phases run again from the input
-	// under the budget; and moves that each lower the highest load. The
-	// first keeps the unlimited plan's light moves, the others may choose
-	// heavier ones, which a move budget favours.
+	// Candidates within the budget, the best kept: the unlimited moves
+	// replayed best first; the same phases run again from the input under
+	// the budget; and moves that each lower the highest load, to any node or
+	// to the least loaded one. The first keeps the unlimited plan's light
+	// moves, the others may choose heavier ones, which a move budget favours.
 	best := r.replay(full, b)
-	for _, lowerMax := range []bool{false, true} {
+	for strategy := range 3 {
 		again, err := newRebalancer(nodes, shards, opts)
 		if err != nil {
 			return RebalanceResult{}, err
 		}
+		again.bold = r.bold
 		again.budget = &b
-		if lowerMax {
+		if strategy == 0 {
+			again.solve()
+		} else {
 			again.targets()
 			again.quotas()
-			again.lowerMax()
-		} else {
-			again.solve()
+			again.lowerMax(strategy == 2)
 		}
 		if other := again.placement(); r.better(r.score(other), r.score(best)) {
 			best = other

@@ -191,11 +191,14 @@ func (r *rebalancer) smallGain(s, to int) int {
 	return r.smallViol(from, cf) + r.smallViol(to, ct) - r.smallViol(from, cf-1) - r.smallViol(to, ct+1)
 }
 
-// lowerMax is the third budget strategy: while the budget allows, move
-// from the most loaded node (a drained one first) the shard that best evens
-// it out with the least loaded node. Every move lowers the maximum ratio, so
-// it does well when a few moves must count.
-func (r *rebalancer) lowerMax() {
+// lowerMax lowers the highest load: while the most loaded node (a drained
+// one first) is above its band, it moves the shard, to the node, that leaves
+// the higher of the two lowest, as long as that is below where the most
+// loaded node was. With leastOnly, the node receiving is always the least
+// loaded one. It is a budget strategy, where every move must count, and the
+// last phase without a budget, for nodes that shard sizes keep above their
+// bands.
+func (r *rebalancer) lowerMax(leastOnly bool) {
 	for iter := 0; iter < 4*len(r.shards)+100; iter++ {
 		a, aRatio := -1, 0.0
 		for i, n := range r.nodes {
@@ -213,44 +216,49 @@ func (r *rebalancer) lowerMax() {
 				a, aRatio = i, q
 			}
 		}
-		b := -1
-		for i, n := range r.nodes {
-			if i != a && r.receiver(i) && (b < 0 || n.load/n.fair < r.nodes[b].load/r.nodes[b].fair) {
-				b = i
-			}
-		}
-		if a < 0 || b < 0 {
+		if a < 0 {
 			return
 		}
-		an, bn := &r.nodes[a], &r.nodes[b]
+		an := &r.nodes[a]
 		list := an.regular
 		if an.drain && len(list) == 0 {
 			list = an.small
 		}
 		list = list[:r.above(list, r.weightLeft())]
-		// The weight that would leave a and b at the same ratio.
-		ideal := math.Inf(1)
-		if !an.drain {
-			ideal = (an.load*bn.fair - bn.load*an.fair) / (an.fair + bn.fair)
+		least := -1
+		for i, n := range r.nodes {
+			if i != a && r.receiver(i) && (least < 0 || n.load/n.fair < r.nodes[least].load/r.nodes[least].fair) {
+				least = i
+			}
 		}
-		best, bestMax := -1, aRatio
-		k := r.atLeast(list, ideal)
-		for _, j := range []int{k - 1, k} {
-			if j < 0 || j >= len(list) {
+		best, bestTo, bestMax := -1, -1, aRatio
+		for b, bn := range r.nodes {
+			if b == a || !r.receiver(b) || (leastOnly && b != least) {
 				continue
 			}
-			w := r.shards[list[j]].w
-			m := (bn.load + w) / bn.fair
+			// The weight that would leave a and b at the same ratio.
+			ideal := math.Inf(1)
 			if !an.drain {
-				m = math.Max(m, (an.load-w)/an.fair)
+				ideal = (an.load*bn.fair - bn.load*an.fair) / (an.fair + bn.fair)
 			}
-			if (m < bestMax*(1-1e-12) || an.drain && best < 0) && bn.load+w <= r.r0*bn.fair+r.eps && r.affordsMove(list[j], b) {
-				best, bestMax = list[j], m
+			k := r.atLeast(list, ideal)
+			for _, j := range []int{k - 1, k} {
+				if j < 0 || j >= len(list) {
+					continue
+				}
+				w := r.shards[list[j]].w
+				m := (bn.load + w) / bn.fair
+				if !an.drain {
+					m = math.Max(m, (an.load-w)/an.fair)
+				}
+				if (m < bestMax*(1-1e-12) || (an.drain && best < 0)) && bn.load+w <= r.r0*bn.fair+r.eps && r.affordsMove(list[j], b) {
+					best, bestTo, bestMax = list[j], b, m
+				}
 			}
 		}
 		if best < 0 {
 			return
 		}
-		r.move(best, b)
+		r.move(best, bestTo)
 	}
 }

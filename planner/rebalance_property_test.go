@@ -251,69 +251,81 @@ func rebalanceClose(a, b float64) bool {
 }
 
 // TestRebalanceSmallClusters compares Rebalance with an exhaustive search
-// on clusters small enough to try every placement: 2 or 3 nodes, 3 to 8
-// shards of log-normal weights, 10% tolerance. Few big shards are where
-// granularity bites hardest.
+// on clusters small enough to try every placement: 2 or 3 nodes, equal or
+// random capacities, 3 to 8 shards of log-normal weights, 10% tolerance.
+// Few big shards are where granularity bites hardest.
 func TestRebalanceSmallClusters(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 5))
-	feasible, balanced, ratioSum := 0, 0, 0.0
-	for range 1500 {
-		nn := 2 + rng.IntN(2)
-		nodes := rebalanceNodes([]string{"a", "b", "c"}[:nn]...)
-		var shards []RebalanceShard
-		sum := 0.0
-		for j := range 3 + rng.IntN(6) {
-			w := math.Round(math.Exp(rng.NormFloat64()) * 100)
-			shards = append(shards, RebalanceShard{Shard: j + 1, Node: nodes[rng.IntN(nn)].Name, Weight: w})
-			sum += w
-		}
-		const tol = 0.1
-		res, err := Rebalance(nodes, shards, RebalanceOptions{Tolerance: tol})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fair := sum / float64(nn)
-		// The least weight any placement within tolerance moves.
-		optimum := math.Inf(1)
-		combos := int(math.Pow(float64(nn), float64(len(shards))))
-		load := make([]float64, nn)
-		for c := range combos {
-			clear(load)
-			moved := 0.0
-			for _, s := range shards {
-				k := c % nn
-				c /= nn
-				load[k] += s.Weight
-				if nodes[k].Name != s.Node {
-					moved += s.Weight
+	for _, capacities := range []bool{false, true} {
+		t.Run(fmt.Sprintf("capacities=%v", capacities), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 5))
+			feasible, balanced, ratioSum := 0, 0, 0.0
+			for range 1500 {
+				nn := 2 + rng.IntN(2)
+				nodes := rebalanceNodes([]string{"a", "b", "c"}[:nn]...)
+				capSum := 0.0
+				for i := range nodes {
+					nodes[i].Capacity = 1
+					if capacities {
+						nodes[i].Capacity = float64(1 + rng.IntN(4))
+					}
+					capSum += nodes[i].Capacity
+				}
+				var shards []RebalanceShard
+				sum := 0.0
+				for j := range 3 + rng.IntN(6) {
+					w := math.Round(math.Exp(rng.NormFloat64()) * 100)
+					shards = append(shards, RebalanceShard{Shard: j + 1, Node: nodes[rng.IntN(nn)].Name, Weight: w})
+					sum += w
+				}
+				const tol = 0.1
+				res, err := Rebalance(nodes, shards, RebalanceOptions{Tolerance: tol})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The least weight any placement within tolerance moves.
+				optimum := math.Inf(1)
+				combos := int(math.Pow(float64(nn), float64(len(shards))))
+				load := make([]float64, nn)
+				for c := range combos {
+					clear(load)
+					moved := 0.0
+					for _, s := range shards {
+						k := c % nn
+						c /= nn
+						load[k] += s.Weight
+						if nodes[k].Name != s.Node {
+							moved += s.Weight
+						}
+					}
+					ok := true
+					for i, l := range load {
+						fair := sum * nodes[i].Capacity / capSum
+						ok = ok && math.Abs(l-fair) <= tol*fair+1e-9
+					}
+					if ok {
+						optimum = math.Min(optimum, moved)
+					}
+				}
+				if math.IsInf(optimum, 1) {
+					continue
+				}
+				feasible++
+				if res.Balanced {
+					balanced++
+					ratio := 1.0
+					if optimum > 0 {
+						ratio = res.Moved / optimum
+					} else if res.Moved > 0 {
+						t.Errorf("moved %v where nothing needed to move: %+v", res.Moved, shards)
+					}
+					ratioSum += ratio
 				}
 			}
-			ok := true
-			for _, l := range load {
-				ok = ok && math.Abs(l-fair) <= tol*fair+1e-9
+			rate, mean := float64(balanced)/float64(feasible), ratioSum/float64(balanced)
+			t.Logf("%d feasible cases: %.1f%% balanced, weight moved %.3f x the optimum on average", feasible, 100*rate, mean)
+			if rate < 0.99 || mean > 1.05 {
+				t.Errorf("quality regressed: balanced %.3f (want >= 0.99), mean moved/optimum %.3f (want <= 1.05)", rate, mean)
 			}
-			if ok {
-				optimum = math.Min(optimum, moved)
-			}
-		}
-		if math.IsInf(optimum, 1) {
-			continue
-		}
-		feasible++
-		if res.Balanced {
-			balanced++
-			ratio := 1.0
-			if optimum > 0 {
-				ratio = res.Moved / optimum
-			} else if res.Moved > 0 {
-				t.Errorf("moved %v where nothing needed to move: %+v", res.Moved, shards)
-			}
-			ratioSum += ratio
-		}
-	}
-	rate, mean := float64(balanced)/float64(feasible), ratioSum/float64(balanced)
-	t.Logf("%d feasible cases: %.1f%% balanced, weight moved %.3f x the optimum on average", feasible, 100*rate, mean)
-	if rate < 0.99 || mean > 1.05 {
-		t.Errorf("quality regressed: balanced %.3f (want >= 0.99), mean moved/optimum %.3f (want <= 1.05)", rate, mean)
+		})
 	}
 }

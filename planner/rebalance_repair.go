@@ -113,7 +113,7 @@ func (r *rebalancer) repair() bool {
 			} else {
 				c = r.bestExchange(p, x)
 			}
-			if c.better(best) {
+			if c.better(&best) {
 				best = c
 			}
 		}
@@ -122,14 +122,10 @@ func (r *rebalancer) repair() bool {
 			continue
 		}
 		for _, a := range best.give {
-			if a >= 0 {
-				r.move(a, best.dst)
-			}
+			r.move(a, best.dst)
 		}
 		for _, b := range best.take {
-			if b >= 0 {
-				r.move(b, best.src)
-			}
+			r.move(b, best.src)
 		}
 		changed = true
 		clear(stuck)
@@ -145,15 +141,15 @@ const (
 )
 
 // rbExchange sends the shards give from src to dst and brings the shards
-// take back; -1 marks an unused slot.
+// take back.
 type rbExchange struct {
-	give, take [2]int
+	give, take []int
 	src, dst   int
 	gain, cost float64
 	moves      int
 }
 
-func (c rbExchange) better(o rbExchange) bool {
+func (c *rbExchange) better(o *rbExchange) bool {
 	switch {
 	case c.gain != o.gain:
 		return c.gain > o.gain
@@ -169,7 +165,7 @@ const rbPairLimit = 48
 
 // rbSet is one or two shards of a node, with their total weight.
 type rbSet struct {
-	s [2]int
+	s []int
 	w float64
 }
 
@@ -179,111 +175,130 @@ func (r *rebalancer) sets(i int) []rbSet {
 	if c := r.nodes[i].sets; c != nil {
 		return c
 	}
-	list := r.nodes[i].regular
-	if small := r.nodes[i].small; len(small) > 0 {
-		list = append(append([]int(nil), list...), small...)
-		r.sortList(list)
-	}
+	list := r.movable(i)
 	out := make([]rbSet, 0, len(list))
-	for _, s := range list {
-		out = append(out, rbSet{s: [2]int{s, -1}, w: r.shards[s].w})
+	for k := range list {
+		out = append(out, rbSet{s: list[k : k+1], w: r.shards[list[k]].w})
 	}
 	if len(list) <= rbPairLimit {
 		for a := range list {
 			for b := a + 1; b < len(list); b++ {
-				out = append(out, rbSet{s: [2]int{list[a], list[b]}, w: r.shards[list[a]].w + r.shards[list[b]].w})
+				out = append(out, rbSet{s: []int{list[a], list[b]}, w: r.shards[list[a]].w + r.shards[list[b]].w})
 			}
 		}
 	}
 	// By weight, ties by shard numbers, so the order never depends on how
 	// the node's lists came to be.
 	sort.Slice(out, func(a, b int) bool {
-		if out[a].w != out[b].w {
-			return out[a].w < out[b].w
+		x, y := out[a], out[b]
+		if x.w != y.w {
+			return x.w < y.w
 		}
-		if sa, sb := r.shards[out[a].s[0]].num, r.shards[out[b].s[0]].num; sa != sb {
-			return sa < sb
+		if sx, sy := r.shards[x.s[0]].num, r.shards[y.s[0]].num; sx != sy {
+			return sx < sy
 		}
-		return out[a].s[1] < out[b].s[1]
+		return len(x.s) < len(y.s) || (len(x.s) == 2 && len(y.s) == 2 && r.shards[x.s[1]].num < r.shards[y.s[1]].num)
 	})
 	r.nodes[i].sets = out
 	return out
 }
 
+// movable lists every shard of node i that may move, by weight.
+func (r *rebalancer) movable(i int) []int {
+	n := &r.nodes[i]
+	if len(n.small) == 0 {
+		return n.regular
+	}
+	list := append(append([]int(nil), n.regular...), n.small...)
+	r.sortList(list)
+	return list
+}
+
 // bestExchange finds the exchange between src and dst that brings both
 // closest to their bands, then moves the least weight, then the fewest
-// shards. At most one side gives two shards.
+// shards. It tries a shard or two against nothing, one or two back, and a
+// single shard against as many lighter ones as it takes.
 func (r *rebalancer) bestExchange(src, dst int) rbExchange {
 	sn, dn := &r.nodes[src], &r.nodes[dst]
 	before := r.viol(src, sn.load) + r.viol(dst, dn.load)
 	// The shift that puts both nodes in their bands, or as near as can be.
 	lo := math.Max(sn.load-sn.hi, dn.lo-dn.load)
 	hi := math.Min(sn.load-sn.lo, dn.hi-dn.load)
-	if hi < lo {
+	fits := hi >= lo
+	if !fits {
 		lo = (lo + hi) / 2
 	}
 	give, take := r.sets(src), r.sets(dst)
-	var best rbExchange
-	consider := func(g rbSet, t *rbSet) {
-		d, c := g.w, rbExchange{give: g.s, take: [2]int{-1, -1}, src: src, dst: dst}
-		if t != nil {
-			if t.s[1] >= 0 && g.s[1] >= 0 {
-				return
-			}
-			d -= t.w
-			c.take = t.s
-		}
-		if d <= 0 || dn.load+d > dn.hi+r.eps {
+	var best, c rbExchange
+	consider := func(g []int, gw float64, t []int, tw float64) {
+		// dst may end above its band if the nodes end closer to their bands
+		// in sum, but never above the input's worst ratio.
+		d := gw - tw
+		if d <= 0 || dn.load+d > r.r0*dn.fair+r.eps {
 			return
 		}
 		// Near-empty shards may take part when their spread stays as good.
-		if shift := r.smallIn(c.give) - r.smallIn(c.take); shift != 0 {
+		if shift := r.smallIn(g) - r.smallIn(t); shift != 0 {
 			cs, cd := sn.smallCount, dn.smallCount
 			if r.smallViol(src, cs-shift)+r.smallViol(dst, cd+shift) > r.smallViol(src, cs)+r.smallViol(dst, cd) {
 				return
 			}
 		}
+		c = rbExchange{give: g, take: t, src: src, dst: dst, moves: len(g) + len(t)}
 		c.gain = before - r.viol(src, sn.load-d) - r.viol(dst, dn.load+d)
 		dMoves := 0
-		for _, a := range c.give {
-			if a >= 0 {
-				dm, dw := r.delta(a, dst)
-				dMoves += dm
-				c.cost += dw
-				c.moves++
-			}
+		for _, a := range g {
+			dm, dw := r.delta(a, dst)
+			dMoves += dm
+			c.cost += dw
 		}
-		for _, b := range c.take {
-			if b >= 0 {
-				dm, dw := r.delta(b, src)
-				dMoves += dm
-				c.cost += dw
-				c.moves++
-			}
+		for _, b := range t {
+			dm, dw := r.delta(b, src)
+			dMoves += dm
+			c.cost += dw
 		}
-		if !r.affords(dMoves, c.cost) {
-			return
-		}
-		if c.better(best) {
+		if c.better(&best) && r.affords(dMoves, c.cost) {
 			best = c
+			best.give = append([]int(nil), g...)
+			best.take = append([]int(nil), t...)
 		}
 	}
 	r.work += len(give)
+	back := r.nodes[dst].regular
+	var fill []int
 	for _, g := range give {
-		consider(g, nil)
+		consider(g.s, g.w, nil, 0)
 		// The take sets whose weight leaves a shift near [lo, hi].
 		k := sort.Search(len(take), func(i int) bool { return take[i].w >= g.w-math.Max(hi, lo) })
 		for j := max(k-1, 0); j <= k+2 && j < len(take); j++ {
-			consider(g, &take[j])
+			if len(g.s)+len(take[j].s) <= 3 {
+				consider(g.s, g.w, take[j].s, take[j].w)
+			}
+		}
+		// One shard against a heaviest-first fill of lighter ones that lands
+		// the shift in [lo, hi].
+		if len(g.s) == 1 && fits && g.w-hi > 0 {
+			need, limit := g.w-hi, g.w-lo
+			fill, sum := fill[:0], 0.0
+			r.work += len(back)
+			for j := r.above(back, limit) - 1; j >= 0 && sum < need; j-- {
+				if w := r.shards[back[j]].w; sum+w <= limit {
+					fill = append(fill, back[j])
+					sum += w
+				}
+			}
+			if sum >= need && len(fill) > 2 {
+				consider(g.s, g.w, fill, sum)
+			}
 		}
 	}
 	return best
 }
 
-func (r *rebalancer) smallIn(set [2]int) int {
+func (r *rebalancer) smallIn(set []int) int {
 	n := 0
 	for _, s := range set {
-		if s >= 0 && r.shards[s].small {
+		if r.shards[s].small {
 			n++
 		}
 	}

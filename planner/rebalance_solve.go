@@ -18,7 +18,9 @@ import (
 //
 // Phases, each move checked to bring the nodes closer to their bands:
 //
-//  1. Near-empty shards are spread by count, lightest first.
+//  1. Near-empty shards are spread by count, lightest first, before and
+//     again after a first balance (a node at the input's worst ratio can
+//     take none until it has shed weight).
 //  2. Balance: drained nodes are emptied, heaviest shard first. Then the node
 //     furthest above its band sheds the lightest set of shards that brings
 //     it down (one shard, a pair, or a heaviest-first fill; larger shards
@@ -48,6 +50,8 @@ type rebalancer struct {
 	nearEmpty float64
 
 	budget      *rbBudget // nil: unlimited
+	bold        bool      // see oversizedHome
+	timid       bool      // the bold choice of a home would have differed
 	movedCount  int       // shards off their input node
 	movedWeight float64   // their weight
 
@@ -256,6 +260,9 @@ func (r *rebalancer) solve() {
 	}
 	if r.budget == nil {
 		r.spreadSmall()
+		r.balance()
+		// Again: the most loaded nodes could take none before they shed.
+		r.spreadSmall()
 	}
 	r.balance()
 	r.trim()
@@ -264,7 +271,11 @@ func (r *rebalancer) solve() {
 	}
 	if r.budget != nil {
 		r.spreadSmall()
+		return
 	}
+	// Nodes still above their bands are beyond what the tolerance allows:
+	// lower the worst of them even past the bands of others.
+	r.lowerMax(false)
 }
 
 // targets sets every node's target and band. A shard that fits in no node's
@@ -771,20 +782,32 @@ func (r *rebalancer) fill(b int) bool {
 // it weighs least against the node's fair share, but only where it fits
 // under the input's worst ratio even if nothing else leaves that node, and
 // its current node unless another is better by more than the tolerance.
+//
+// With bold set, the condition on the input's worst ratio is dropped: the
+// node's other shards are then expected to leave. Rebalance tries that
+// variant when it differs, and keeps it only if it ends clearly better and
+// no worse than the input.
 func (r *rebalancer) oversizedHome(s int) int {
 	sh := &r.shards[s]
 	ratio := func(i int) float64 { return (r.nodes[i].fixed + sh.w) / r.nodes[i].fair }
-	best := -1
-	for i, n := range r.nodes {
-		if !r.receiver(i) || (i != sh.cur && n.load+sh.w > r.r0*n.fair+r.eps) {
-			continue
+	pick := func(bold bool) int {
+		best := -1
+		for i, n := range r.nodes {
+			if !r.receiver(i) || (!bold && i != sh.cur && n.load+sh.w > r.r0*n.fair+r.eps) {
+				continue
+			}
+			if best < 0 || ratio(i) < ratio(best) {
+				best = i
+			}
 		}
-		if best < 0 || ratio(i) < ratio(best) {
-			best = i
+		if best < 0 || (r.receiver(sh.cur) && ratio(sh.cur) <= ratio(best)*(1+r.tol)) {
+			return sh.cur
 		}
+		return best
 	}
-	if best < 0 || (r.receiver(sh.cur) && ratio(sh.cur) <= ratio(best)*(1+r.tol)) {
-		return sh.cur
+	home := pick(r.bold)
+	if !r.bold && pick(true) != home {
+		r.timid = true
 	}
-	return best
+	return home
 }

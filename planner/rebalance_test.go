@@ -104,6 +104,18 @@ func TestRebalance(t *testing.T) {
 			moves: 6, moved: 0.06, lowerBound: 0, balanced: true, reachable: true,
 		},
 		{
+			name:  "the most loaded node gets its share of fresh shards",
+			nodes: rebalanceNodes("a", "b", "c"),
+			shards: rebalanceConcat(
+				rebalanceShards(1, "a", 60, 60, 60),
+				rebalanceShards(4, "b", 60),
+				rebalanceShards(5, "c", 60, 60),
+				rebalanceShards(7, "c", rebalanceRepeat(0.01, 9)...),
+			),
+			count: map[string]int{"a": 5, "b": 5, "c": 5},
+			moves: 7, moved: 60.06, lowerBound: 54.0285, balanced: true, reachable: true,
+		},
+		{
 			name:  "equal fresh shards balance by weight",
 			nodes: rebalanceNodes("a", "b", "c"),
 			// 16 kB each: nothing is near-empty next to its equals.
@@ -143,6 +155,18 @@ func TestRebalance(t *testing.T) {
 			shards: rebalanceShards(1, "a", rebalanceRepeat(1, 8)...),
 			after:  map[string]float64{"a": 2, "b": 6},
 			moves:  6, moved: 6, lowerBound: 5.9, balanced: true, reachable: true,
+		},
+		{
+			name: "a big shard on a small node swaps with small ones",
+			nodes: []RebalanceNode{
+				{Name: "a", Capacity: 1}, {Name: "b", Capacity: 4},
+			},
+			shards: rebalanceConcat(
+				rebalanceShards(1, "a", 50),
+				rebalanceShards(2, "b", rebalanceRepeat(5, 10)...),
+			),
+			after: map[string]float64{"a": 20, "b": 80},
+			moves: 5, moved: 70, lowerBound: 29, balanced: true, reachable: true,
 		},
 		{
 			name:  "pinned shards stay on an overloaded node",

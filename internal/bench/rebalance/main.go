@@ -6,8 +6,10 @@
 //
 // Columns: max/fair before and after (the most loaded node's weight over its
 // fair share; 1.00 is perfect), whether every node ends within the tolerance
-// and drained nodes empty, the weight moved as a multiple of the result's
-// LowerBound, the number of moves, and the best runtime of -runs runs.
+// and drained nodes empty, the spread of near-empty shards (the largest
+// difference between a node's count of them and its capacity-weighted
+// share), the weight moved as a multiple of the result's LowerBound, the
+// number of moves, and the best runtime of -runs runs.
 package main
 
 import (
@@ -46,7 +48,7 @@ func main() {
 
 func run(out io.Writer, seed uint64, runs int) error {
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\talgorithm\tshards\tnodes\tmax/fair before\tmax/fair after\tbalanced\tmoved/LB\tmoves\ttime\t")
+	fmt.Fprintln(tw, "scenario\talgorithm\tshards\tnodes\tmax/fair before\tmax/fair after\tbalanced\tnear-empty ±\tmoved/LB\tmoves\ttime\t")
 	for _, sc := range scenarios(seed) {
 		res, dur, err := timed(runs, func() (planner.RebalanceResult, error) {
 			return planner.Rebalance(sc.nodes, sc.shards, sc.opts)
@@ -54,11 +56,11 @@ func run(out io.Writer, seed uint64, runs int) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
-		row(tw, sc, "rebalance", res, res.LowerBound, dur)
+		row(tw, sc, "rebalance", res, res, dur)
 		base, dur, _ := timed(runs, func() (planner.RebalanceResult, error) {
 			return greedy(sc.nodes, sc.shards, sc.opts), nil
 		})
-		row(tw, sc, "greedy", base, res.LowerBound, dur)
+		row(tw, sc, "greedy", base, res, dur)
 	}
 	return tw.Flush()
 }
@@ -78,7 +80,10 @@ func timed(runs int, f func() (planner.RebalanceResult, error)) (planner.Rebalan
 	return res, best, nil
 }
 
-func row(w io.Writer, sc scenario, algo string, res planner.RebalanceResult, lb float64, d time.Duration) {
+// row prints res; ref is the algorithm's result, whose lower bound and
+// near-empty threshold apply to both rows.
+func row(w io.Writer, sc scenario, algo string, res, ref planner.RebalanceResult, d time.Duration) {
+	lb := ref.LowerBound
 	moved := "-"
 	if lb > 0 {
 		moved = fmt.Sprintf("%.3f", res.Moved/lb)
@@ -89,9 +94,37 @@ func row(w io.Writer, sc scenario, algo string, res planner.RebalanceResult, lb 
 	if balancedWithin(res, sc.opts.Tolerance) {
 		balanced = "yes"
 	}
-	fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.3f\t%.3f\t%s\t%s\t%d\t%s\t\n",
+	fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.3f\t%.3f\t%s\t%.1f\t%s\t%d\t%s\t\n",
 		sc.name, algo, len(sc.shards), len(sc.nodes),
-		res.MaxRatioBefore(), res.MaxRatio(), balanced, moved, len(res.Moves), d.Round(10*time.Microsecond))
+		res.MaxRatioBefore(), res.MaxRatio(), balanced, spread(sc, res, ref.NearEmpty), moved, len(res.Moves), d.Round(10*time.Microsecond))
+}
+
+// spread is the largest difference between a node's number of near-empty
+// shards and its capacity-weighted share of them.
+func spread(sc scenario, res planner.RebalanceResult, nearEmpty float64) float64 {
+	count := map[string]int{}
+	total := 0
+	for _, s := range sc.shards {
+		if s.Weight <= nearEmpty {
+			count[res.Placement[s.Shard]]++
+			total++
+		}
+	}
+	capSum := 0.0
+	for _, n := range sc.nodes {
+		if !n.Drain {
+			capSum += capacity(n)
+		}
+	}
+	worst := 0.0
+	for _, n := range sc.nodes {
+		share := 0.0
+		if !n.Drain {
+			share = float64(total) * capacity(n) / capSum
+		}
+		worst = math.Max(worst, math.Abs(float64(count[n.Name])-share))
+	}
+	return worst
 }
 
 func balancedWithin(res planner.RebalanceResult, tol float64) bool {
