@@ -19,6 +19,9 @@ func (r *rebalancer) trim() {
 	for _, x := range moved {
 		sh := &r.shards[x]
 		o, c := sh.orig, sh.cur
+		if o == c {
+			continue
+		}
 		on, cn := &r.nodes[o], &r.nodes[c]
 		if on.load+sh.w <= on.hi+r.eps && r.gain(x, o) >= -r.eps {
 			r.move(x, o)
@@ -52,11 +55,11 @@ func (r *rebalancer) trim() {
 
 // repair works on nodes still outside their bands once no plain move
 // helps: it exchanges shards between such a node and another one, a
-// heavier set going one way and a lighter one coming back (one for one, two
-// for one, one for two, or a plain move). It tries the partners with the
-// most room (or the most to spare) first and stops after a fixed amount of
-// work, so it stays fast however many nodes miss their bands. It reports
-// whether it changed anything.
+// heavier set going one way and a lighter one coming back (see
+// bestExchange). It tries the partners with the most room (or the most to
+// spare) first and stops after a fixed amount of work, so it stays fast
+// however many nodes miss their bands. It reports whether it changed
+// anything.
 func (r *rebalancer) repair() bool {
 	changed := false
 	stuck := make([]bool, len(r.nodes))
