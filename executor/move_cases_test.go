@@ -279,3 +279,45 @@ func TestMoveRefusesConflicts(t *testing.T) {
 	}
 	c.noArtifacts()
 }
+
+// TestMoveReportsTransactionBlockingSlot: a transaction left open on the
+// source blocks the creation of the slot; the move names it and goes on
+// once it ends.
+func TestMoveReportsTransactionBlockingSlot(t *testing.T) {
+	c := newCluster(t)
+	c.shard(12, `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)`)
+	ctx := context.Background()
+	idle, err := pgx.Connect(ctx, c.src.DSN+"&application_name=forgotten")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	tx, err := idle.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE sh0012.t SET id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	ev := newEvents()
+	done := make(chan error, 1)
+	go func() { _, err := Move(ctx, c.spec(12, true), nil, ev); done <- err }()
+	deadline := time.Now().Add(15 * time.Second)
+	var warned string
+	for warned == "" && time.Now().Before(deadline) {
+		for _, e := range ev.all() {
+			if e.Kind == EventWarning && strings.Contains(e.Message, "replication slot waits") {
+				warned = e.Message
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(warned, `application "forgotten"`) {
+		t.Errorf("no warning naming the open transaction; got %q", warned)
+	}
+	tx.Rollback(ctx)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.noArtifacts()
+}

@@ -92,9 +92,51 @@ func (m *move) createPublication(ctx context.Context) error {
 
 // createSlot creates the logical slot in a statement of its own:
 // pg_create_logical_replication_slot refuses a transaction that wrote.
+//
+// Creating a logical slot waits until every transaction that had written
+// when it started has ended; a forgotten open transaction on the source
+// makes it wait for ever. The wait is reported, naming the oldest such
+// transaction, so that someone can end it.
 func (m *move) createSlot(ctx context.Context) error {
-	_, err := m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", m.slot)
-	return pgutil.Wrap(err, "node %s: create replication slot %s", m.src.Name, m.slot)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", m.slot)
+		done <- err
+	}()
+	report := time.NewTimer(5 * time.Second)
+	defer report.Stop()
+	for {
+		select {
+		case err := <-done:
+			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: create replication slot %s", m.src.Name, m.slot))
+		case <-report.C:
+			m.reportOldestWriter(ctx)
+			report.Reset(30 * time.Second)
+		}
+	}
+}
+
+// reportOldestWriter names the oldest transaction on the source that holds
+// a transaction id, on a connection of its own.
+func (m *move) reportOldestWriter(ctx context.Context) {
+	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	if err != nil {
+		return
+	}
+	defer n.Close()
+	var pid int
+	var user, app, query string
+	var age time.Duration
+	err = n.Conn.QueryRow(ctx, `SELECT pid, COALESCE(usename::text, ''), COALESCE(application_name, ''), now() - xact_start, left(COALESCE(query, ''), 80)
+		FROM pg_catalog.pg_stat_activity
+		WHERE backend_xid IS NOT NULL AND backend_type = 'client backend' AND datname = current_database()
+		ORDER BY xact_start LIMIT 1`).Scan(&pid, &user, &app, &age, &query)
+	if err != nil {
+		m.event(PhaseReplicate, EventWarning, "creating the replication slot waits for transactions open on "+m.src.Name+" to end")
+		return
+	}
+	m.event(PhaseReplicate, EventWarning, fmt.Sprintf("creating the replication slot waits for the transactions open on %s to end; the oldest: pid %d (user %s, application %q), open for %v, last query: %s",
+		m.src.Name, pid, user, app, age.Round(time.Second), strings.Join(strings.Fields(query), " ")))
 }
 
 // createSubscription subscribes the destination to the publication through
@@ -189,8 +231,7 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 	}
 	seen := map[string]state.TableProgress{}
 	var firstErrors int64 = -1
-	var lastBytes int64
-	lastAt := time.Now()
+	began, startBytes := time.Now(), int64(-1)
 	lastJournal := time.Time{}
 	for {
 		rows, err := m.dst.Conn.Query(ctx, `SELECT c.relname, sr.srsubstate::text,
@@ -244,11 +285,14 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 			progress.Bytes += min(tp.Bytes, max(tp.TotalBytes, tp.Bytes))
 			progress.Rows += tp.Rows
 		}
+		// The rate is averaged over the wait: per poll it jumps whenever a
+		// finished table's size is counted at once.
 		now := time.Now()
-		if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-			progress.Rate = float64(progress.Bytes-lastBytes) / dt
+		if startBytes < 0 {
+			startBytes = progress.Bytes
+		} else if dt := now.Sub(began).Seconds(); dt > 0 {
+			progress.Rate = float64(progress.Bytes-startBytes) / dt
 		}
-		lastBytes, lastAt = progress.Bytes, now
 		done := listed >= len(leaves) && progress.Ready == listed
 		m.mu.Lock()
 		m.progress.Bytes, m.progress.Rows, m.progress.Tables = progress.Bytes, progress.Rows, progress.Tables

@@ -207,7 +207,7 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 		case ctx.Err() != nil:
 			return res, fmt.Errorf("%w while taking the lock: %w", ErrInterrupted, ctx.Err())
 		case pgutil.IsLockTimeout(err):
-			return res, &errRetry{reason: fmt.Sprintf("tables not locked within %v (a transaction holds a conflicting lock)", m.opts.LockTimeout)}
+			return res, &errRetry{reason: fmt.Sprintf("tables not locked within %v: %s", m.opts.LockTimeout, m.blockers(ctx))}
 		case pgutil.IsRetryable(err):
 			return res, &errRetry{reason: pgutil.Describe(err)}
 		}
@@ -282,6 +282,51 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 	}
 	m.committed = true
 	return res, fault.Point(ctx, "move.cutover.committed")
+}
+
+// blockers names the sessions holding locks on the shard's tables that
+// conflict with the cutover's EXCLUSIVE lock (every mode but ACCESS SHARE),
+// and cancels those that are ordinary autovacuum runs. PostgreSQL cancels
+// such a run itself once a lock request has waited deadlock_timeout (1 s by
+// default), which a short lock timeout never reaches; an anti-wraparound
+// run is never cancelled.
+func (m *move) blockers(ctx context.Context) string {
+	oids := make([]uint32, len(m.tables))
+	for i, t := range m.tables {
+		oids[i] = t.OID
+	}
+	rows, err := m.src.Conn.Query(ctx, `SELECT DISTINCT a.pid, a.backend_type, COALESCE(a.application_name, ''), COALESCE(a.state, ''),
+		  COALESCE(extract(epoch FROM now() - a.xact_start), 0)::float8, left(regexp_replace(COALESCE(a.query, ''), '\s+', ' ', 'g'), 80)
+		FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+		WHERE l.granted AND l.relation = ANY($1::oid[]) AND l.mode <> 'AccessShareLock' AND l.pid <> pg_backend_pid()
+		ORDER BY a.pid LIMIT 5`, oids)
+	if err != nil {
+		return "a transaction holds a conflicting lock"
+	}
+	var parts []string
+	var cancel []int
+	for rows.Next() {
+		var pid int
+		var kind, app, st, query string
+		var age float64
+		if err := rows.Scan(&pid, &kind, &app, &st, &age, &query); err != nil {
+			break
+		}
+		if kind == "autovacuum worker" && !strings.Contains(query, "wraparound") {
+			cancel = append(cancel, pid)
+			parts = append(parts, fmt.Sprintf("autovacuum pid %d (%s), cancelled", pid, query))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("pid %d (%s, application %q, %s, transaction open %.0fs: %s)", pid, kind, app, st, age, query))
+	}
+	rows.Close()
+	for _, pid := range cancel {
+		m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_cancel_backend($1)", pid) //nolint:errcheck // the next attempt tells
+	}
+	if len(parts) == 0 {
+		return "a transaction held a conflicting lock"
+	}
+	return "held by " + strings.Join(parts, "; ")
 }
 
 // rollback ends a cutover attempt's transaction; if the connection is in

@@ -143,6 +143,14 @@ func TestMoveBehindLongTransaction(t *testing.T) {
 	if retries < 3 {
 		t.Fatalf("saw %d retries; events:\n%s", retries, strings.Join(lines, "\n"))
 	}
+	// The retry lines name the session in the way.
+	named := false
+	for _, l := range lines {
+		named = named || strings.Contains(l, "retry") && strings.Contains(l, "client backend") && strings.Contains(l, "UPDATE")
+	}
+	if !named {
+		t.Errorf("retries do not name the blocking transaction:\n%s", strings.Join(lines, "\n"))
+	}
 	during := w.LatenciesFrom(before)
 	tx.Rollback(context.Background())
 	if err := <-done; err != nil {
