@@ -40,6 +40,9 @@ type planBuilder struct {
 	// owned marks leftovers a planned move resumes with, so that cleanup
 	// leaves them alone: node name + "\x00" + leftover name.
 	owned map[string]bool
+	// aborted marks leftovers of interrupted moves away from a shard's
+	// place in the files: node name + "\x00" + leftover name.
+	aborted map[string]bool
 
 	allocs      []shardStep // one per shard, grouped into ranges later
 	flips       []shardStep
@@ -81,6 +84,7 @@ func Compute(in Input) *Plan {
 		shards:      map[int][]presence{},
 		artifacts:   map[int][]artifact{},
 		owned:       map[string]bool{},
+		aborted:     map[string]bool{},
 		movesBySrc:  map[string]int{},
 		keyProblems: map[string][]string{},
 	}
@@ -323,8 +327,13 @@ func (b *planBuilder) interruptedMoveFrom(n int, src string, others []presence) 
 	}
 	for _, o := range others {
 		b.plan.Steps = append(b.plan.Steps, Step{Kind: StepCleanup, Node: o.node.Name, Object: o.shard.Schema, ObjectKind: "schema",
-			Bytes: o.shard.Bytes, Code: CodeDropCopy, Shards: &Range{n, n},
+			Bytes: o.shard.Bytes, Code: CodeDropCopy, Shards: &Range{n, n}, From: src,
 			Reason: fmt.Sprintf("partial copy of an interrupted move of shard %d from %s, which the files no longer ask for", n, src)})
+	}
+	for _, a := range b.artifacts[n] {
+		if a.l.Kind == state.LeftoverSubscription || a.l.Kind == state.LeftoverSlot || a.l.Kind == state.LeftoverPublication {
+			b.aborted[a.node.Name+"\x00"+a.l.Name] = true
+		}
 	}
 	return true
 }
@@ -396,59 +405,49 @@ func (b *planBuilder) checkMoves() {
 	}
 }
 
-// cleanup plans the removal of leftovers of earlier moves: renamed sources
-// past retention and replication objects no planned move owns.
+// cleanup plans the removal of leftovers of earlier moves. What may go is
+// decided by the same rules as pgms cleanup (state.Cluster.Triage): renamed
+// sources past cleanup_after, copies never activated, replication objects
+// that no remaining move uses. Leftovers of a move the plan resumes belong
+// to that move; those of an interrupted move the files no longer ask for
+// are dropped whatever else holds, with the partial copy.
 func (b *planBuilder) cleanup() {
-	retention := b.in.Desired.Cluster.CleanupAfter
-	for _, n := range b.in.Live.Nodes {
-		for _, l := range n.Leftovers {
-			if b.owned[n.Name+"\x00"+l.Name] {
-				continue
+	verdicts := b.in.Live.Triage(state.CleanupPolicy{Now: b.in.Now, RetainOld: b.in.Desired.Cluster.CleanupAfter})
+	for _, v := range verdicts {
+		l := v.Leftover
+		key := v.Node + "\x00" + l.Name
+		if b.owned[key] {
+			continue
+		}
+		shard := l.Shard
+		step := Step{Kind: StepCleanup, Node: v.Node, Object: l.Name, ObjectKind: objectKind(l.Kind), Shards: &Range{shard, shard}, Reason: v.Reason}
+		switch l.Kind {
+		case state.LeftoverOldSchema:
+			step.Bytes, step.Code = l.Bytes, CodeDropOldSchema
+		case state.LeftoverNewSchema:
+			step.Bytes, step.Code = l.Bytes, CodeDropCopy
+		case state.LeftoverSlot:
+			step.Bytes, step.Code = l.RetainedBytes, CodeDropSlot
+			if v.Drop {
+				step.Reason += fmt.Sprintf("; it retains %s of WAL", units.FormatBytes(float64(l.RetainedBytes)))
 			}
-			shard := l.Shard
-			step := Step{Kind: StepCleanup, Node: n.Name, Object: l.Name, ObjectKind: objectKind(l.Kind), Shards: &Range{shard, shard}}
-			switch l.Kind {
-			case state.LeftoverOldSchema:
-				step.Bytes, step.Code = l.Bytes, CodeDropOldSchema
-				switch {
-				case l.Active:
-					b.warnf(n.Name, &shard, fmt.Sprintf("renamed schema %s on %s is in the active list", l.Name, n.Name),
-						"It is kept. A renamed move source should be inactive; check what uses it.")
-					continue
-				case l.Renamed.IsZero():
-					step.Reason = "renamed move source; its name does not say when, so it is kept (pgms cleanup drops it on request)"
-					b.plan.Kept = append(b.plan.Kept, step)
-					continue
-				case b.in.Now.Sub(l.Renamed) < retention:
-					step.Reason = fmt.Sprintf("renamed move source, renamed %s; kept until %s (cleanup_after %s)",
-						age(b.in.Now, l.Renamed), l.Renamed.Add(retention).UTC().Format("2006-01-02 15:04 MST"), humanDuration(retention))
-					b.plan.Kept = append(b.plan.Kept, step)
-					continue
-				}
-				step.Reason = fmt.Sprintf("renamed move source, renamed %s; past cleanup_after (%s)", age(b.in.Now, l.Renamed), humanDuration(retention))
-			case state.LeftoverNewSchema:
-				step.Bytes, step.Code = l.Bytes, CodeDropCopy
-				step.Reason = "copy left inactive by a move without activation; kept (pgms cleanup drops it on request)"
-				b.plan.Kept = append(b.plan.Kept, step)
-				continue
-			case state.LeftoverSlot:
-				if l.Active {
-					b.warnf(n.Name, &shard, fmt.Sprintf("replication slot %s on %s is in use", l.Name, n.Name),
-						"A walsender (pid %d, %s) streams from it: a move may be running. It is left alone; plan again when the move has ended.", l.WalsenderPID, l.WalsenderClient)
-					continue
-				}
-				step.Bytes, step.Code = l.RetainedBytes, CodeDropSlot
-				step.Reason = fmt.Sprintf("orphaned slot of an interrupted move (%s); it retains %s of WAL on %s", toolNote(l), units.FormatBytes(float64(l.RetainedBytes)), n.Name)
-			case state.LeftoverPublication:
-				step.Code = CodeDropReplObject
-				step.Reason = fmt.Sprintf("orphaned publication of an interrupted move (%s)", toolNote(l))
-			case state.LeftoverSubscription:
-				step.Code = CodeDropReplObject
-				step.Reason = fmt.Sprintf("orphaned subscription of an interrupted move (%s)", toolNote(l))
-			default:
-				continue
+		default:
+			step.Code = CodeDropReplObject
+		}
+		if l.Tool == state.ToolPGMicrosharding {
+			step.Reason += " (pg-microsharding's naming)"
+		}
+		switch {
+		case b.aborted[key] && !(l.Kind == state.LeftoverSlot && l.Active && state.IsPGMSClient(l.WalsenderClient)):
+			step.Reason = fmt.Sprintf("left by an interrupted move of shard %d that the files no longer ask for", shard)
+			if l.Kind == state.LeftoverSlot {
+				step.Reason += fmt.Sprintf("; it retains %s of WAL", units.FormatBytes(float64(l.RetainedBytes)))
 			}
 			b.plan.Steps = append(b.plan.Steps, step)
+		case v.Drop:
+			b.plan.Steps = append(b.plan.Steps, step)
+		default:
+			b.plan.Kept = append(b.plan.Kept, step)
 		}
 	}
 }

@@ -2,8 +2,6 @@ package planner
 
 import (
 	"fmt"
-	"strings"
-	"time"
 )
 
 // FormatVersion is the version of the plan's JSON form (pgms plan
@@ -172,41 +170,3 @@ func (p *Plan) HasChanges() bool { return len(p.Steps) > 0 }
 
 // HasErrors reports whether the planner refused to plan.
 func (p *Plan) HasErrors() bool { return len(p.Errors) > 0 }
-
-// age formats how long ago t was, coarsely, for reasons such as "renamed 6
-// days ago".
-func age(now, t time.Time) string {
-	d := now.Sub(t)
-	switch {
-	case d < 0:
-		return "in the future (clock skew?)"
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours ago", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-	}
-}
-
-// humanDuration prints whole days as days ("7 days") and anything else as
-// Go does ("36h0m0s" becomes "36h").
-func humanDuration(d time.Duration) string {
-	if d > 0 && d%(24*time.Hour) == 0 {
-		days := int(d / (24 * time.Hour))
-		if days == 1 {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", days)
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

@@ -195,7 +195,7 @@ func writeStep(b *strings.Builder, s Step, indent string) {
 
 func writeExtras(b *strings.Builder, p *Plan) {
 	if len(p.Kept) > 0 {
-		b.WriteString("Kept leftovers (within retention or left to pgms cleanup):\n")
+		b.WriteString("Leftovers kept:\n")
 		for _, s := range p.Kept {
 			fmt.Fprintf(b, "  %s %s on %s: %s\n", s.ObjectKind, s.Object, s.Node, s.Reason)
 		}
