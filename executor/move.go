@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,11 @@ type MoveSpec struct {
 	// inactive, and the source stays as it is (a rehearsal, as
 	// pg-microsharding's --activate-on-destination=no).
 	Activate bool
+	// KeepInactive, with Activate false, makes the move real but leaves
+	// the shard inactive: the cutover happens as usual (the source is
+	// renamed) and the destination keeps the shard under its own name,
+	// not activated. This is how an inactive shard changes node.
+	KeepInactive bool
 	// LibrarySchema is the schema of the microsharding library; default
 	// sql.DefaultSchema.
 	LibrarySchema string
@@ -208,22 +214,12 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	}
 	m.strategy = strategy
 	start := time.Now()
-	err = m.connect(ctx)
+	err = m.begin(ctx, journal)
 	if err == nil {
-		defer m.src.Close()
-		defer m.dst.Close()
-		if m.schema, err = m.shardSchema(ctx); err == nil {
-			m.res.Schema = m.schema
-			m.pub, m.slot, m.sub = names.MovePublication(m.schema), names.MoveSlot(m.schema), names.MoveSubscription(m.schema)
-			m.step, err = journal.BeginStep(ctx, state.StepStart{
-				Kind: "move", Shard: spec.Shard, Schema: m.schema,
-				Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
-			})
-			if err == nil {
-				err = m.run(ctx)
-			}
-		}
+		err = m.run(ctx)
 	}
+	m.src.Close()
+	m.dst.Close()
 	m.res.Total = time.Since(start)
 	m.mu.Lock()
 	m.progress.Total = m.res.Total
@@ -259,6 +255,25 @@ func orShard(schema string, shard int) string {
 	return fmt.Sprintf("shard %d", shard)
 }
 
+// begin connects to both nodes, names the shard's schema and its
+// replication objects, and opens the step in the journal.
+func (m *move) begin(ctx context.Context, journal *state.Journal) error {
+	if err := m.connect(ctx); err != nil {
+		return err
+	}
+	var err error
+	if m.schema, err = m.shardSchema(ctx); err != nil {
+		return err
+	}
+	m.res.Schema = m.schema
+	m.pub, m.slot, m.sub = names.MovePublication(m.schema), names.MoveSlot(m.schema), names.MoveSubscription(m.schema)
+	m.step, err = journal.BeginStep(ctx, state.StepStart{
+		Kind: "move", Shard: m.spec.Shard, Schema: m.schema,
+		Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
+	})
+	return err
+}
+
 func (m *move) connect(ctx context.Context) error {
 	var errs [2]error
 	var wg sync.WaitGroup
@@ -285,6 +300,8 @@ func (m *move) run(ctx context.Context) error {
 		err = fmt.Errorf("%w: %w", ErrInterrupted, err)
 	}
 	switch {
+	case m.committed && !m.spec.Activate:
+		return fmt.Errorf("%w; the copy is complete on %s as %s, but replication objects may be left: run pgms cleanup, or the same move again (which makes a fresh copy)", err, m.dst.Name, m.res.NewSchema)
 	case m.committed:
 		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
 	case !m.touched:
@@ -320,7 +337,10 @@ func (m *move) drive(ctx context.Context) error {
 	case situationDone:
 		m.res.AlreadyDone = true
 		m.event(PhasePreflight, EventInfo, fmt.Sprintf("%s is already active on %s; nothing to move", m.schema, m.dst.Name))
-		return m.cleanupArtifacts(ctx, found)
+		if found.hasArtifacts() {
+			return m.cleanupArtifacts(ctx)
+		}
+		return nil
 	case situationCommitted:
 		m.res.Resumed = true
 		m.committed = true
@@ -373,7 +393,7 @@ func (m *move) drive(ctx context.Context) error {
 		return err
 	}
 	m.res.CatchUp = time.Since(began)
-	if !m.spec.Activate {
+	if !m.spec.Activate && !m.spec.KeepInactive {
 		return m.finishCopyOnly(ctx)
 	}
 	if err := m.phase(ctx, PhaseCutover, fmt.Sprintf("switching over (lock timeout %v, pause budget %v)", m.opts.LockTimeout, m.opts.MaxPause)); err != nil {
@@ -445,4 +465,53 @@ func execSimple(ctx context.Context, conn *pgx.Conn, sqlText string) ([][][][]by
 		rows = append(rows, r.Rows)
 	}
 	return rows, err
+}
+
+// AbortMove removes what an unfinished move of spec's shard left behind:
+// the destination's copy (only if it carries the unfinished-copy mark) and
+// subscription, the source's slot and publication. The source's schema is
+// never touched. A move whose cutover committed cannot be aborted, only
+// finished: AbortMove refuses it and Move finishes it.
+func AbortMove(ctx context.Context, spec MoveSpec, rep Reporter) error {
+	if rep == nil {
+		rep = Discard
+	}
+	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
+	if m.lib == "" {
+		m.lib = sql.DefaultSchema
+	}
+	if m.spec.From.Name == "" {
+		m.spec.From.Name = dsn.Name(spec.From.DSN)
+	}
+	if m.spec.To.Name == "" {
+		m.spec.To.Name = dsn.Name(spec.To.DSN)
+	}
+	m.strategy = nativeCopy{}
+	err := m.begin(ctx, nil)
+	if err == nil {
+		err = m.abort(ctx)
+	}
+	m.src.Close()
+	m.dst.Close()
+	if err != nil {
+		return fmt.Errorf("abort the move of shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
+	}
+	return nil
+}
+
+func (m *move) abort(ctx context.Context) error {
+	var srcHas, dstHas bool
+	var comment *string
+	if err := m.src.Conn.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", pgutil.Quote(m.schema)).Scan(&srcHas); err != nil {
+		return pgutil.Wrap(err, "node %s", m.src.Name)
+	}
+	err := m.dst.Conn.QueryRow(ctx, `SELECT true, obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = $1`, m.schema).Scan(&dstHas, &comment)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return pgutil.Wrap(err, "node %s", m.dst.Name)
+	}
+	if !srcHas && dstHas && comment != nil && strings.HasPrefix(*comment, copyMarkPrefix) {
+		return fmt.Errorf("its cutover committed (%s is renamed on %s): it can only be finished; run the move again", m.schema, m.src.Name)
+	}
+	m.setPhase(ctx, PhaseUndo, "removing what the unfinished move left")
+	return m.undo(ctx)
 }

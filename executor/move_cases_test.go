@@ -321,3 +321,80 @@ func TestMoveReportsTransactionBlockingSlot(t *testing.T) {
 	}
 	c.noArtifacts()
 }
+
+// TestMoveKeepInactive moves an inactive shard: the source is renamed as
+// in any move, the destination holds the shard under its own name, still
+// inactive; a second run finds it done.
+func TestMoveKeepInactive(t *testing.T) {
+	c := newCluster(t)
+	schema := c.shard(13, writerTable)
+	pgtest.Exec(t, c.a, "SELECT microsharding.microsharding_ensure_inactive(13)")
+	spec := c.spec(13, false)
+	spec.KeepInactive = true
+	for run := 0; run < 2; run++ {
+		res, err := Move(context.Background(), spec, nil, nil)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if run == 1 && !res.AlreadyDone {
+			t.Errorf("second run: %+v", res)
+		}
+		if run == 0 {
+			c.sameContent(res.OldSchema, schema, "items")
+		}
+	}
+	if got := append(c.active(c.a), c.active(c.b)...); len(got) != 0 {
+		t.Errorf("active somewhere: %v", got)
+	}
+	if got := c.schemas(c.b, "sh%"); len(got) != 1 || got[0] != schema {
+		t.Errorf("destination schemas %v", got)
+	}
+	var next int64
+	c.b.QueryRow(context.Background(), "SELECT nextval('sh0013.items_id_seq')").Scan(&next)
+	if next != 3001 {
+		t.Errorf("sequence at %d, want 3001", next)
+	}
+	c.noArtifacts()
+}
+
+// TestAbortMove removes an unfinished move and refuses a committed one.
+func TestAbortMove(t *testing.T) {
+	c := newCluster(t)
+	c.shard(14, writerTable)
+	spec := c.spec(14, true)
+	spec.Options.KeepOnInterrupt = true
+	ctx, cancel := context.WithCancel(context.Background())
+	hooked := fault.WithHook(ctx, func(at string) error {
+		if at == "move.catch-up.begin" {
+			cancel()
+		}
+		return nil
+	})
+	if _, err := Move(hooked, spec, nil, nil); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("got %v", err)
+	}
+	if err := AbortMove(context.Background(), spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.noArtifacts()
+	if got := c.schemas(c.b, "sh%"); len(got) != 0 {
+		t.Errorf("destination keeps %v", got)
+	}
+	// Committed: only finishing is allowed.
+	hooked = fault.WithHook(context.Background(), func(at string) error {
+		if at == "move.cutover.committed" {
+			return errors.New("injected")
+		}
+		return nil
+	})
+	if _, err := Move(hooked, spec, nil, nil); err == nil {
+		t.Fatal("injected failure did not fail the move")
+	}
+	if err := AbortMove(context.Background(), spec, nil); err == nil || !strings.Contains(err.Error(), "can only be finished") {
+		t.Fatalf("abort of a committed move: %v", err)
+	}
+	if _, err := Move(context.Background(), spec, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.noArtifacts()
+}

@@ -475,8 +475,10 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 	if s := m.setvalSQL(m.schema, cr.seqs); s != "" {
 		stmts = append(stmts, s)
 	}
-	stmts = append(stmts, m.commentSQL(m.schema),
-		fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
+	stmts = append(stmts, m.commentSQL(m.schema))
+	if !m.keepsInactive() {
+		stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
+	}
 	activate := strings.Join(stmts, ";\n")
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -506,15 +508,16 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		m.mu.Lock()
 		m.progress.Pause, m.progress.Core = m.res.Pause, m.res.Core
 		m.mu.Unlock()
-		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s active on %s; write pause %s (lock to commit %s, lock wait %s), %d retries; source renamed to %s",
-			m.schema, m.dst.Name, fmtMS(m.res.Pause), fmtMS(m.res.Core), fmtMS(cr.lockWait), m.res.Retries, cr.old))
+		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s %s on %s; write pause %s (lock to commit %s, lock wait %s), %d retries; source renamed to %s",
+			m.schema, map[bool]string{true: "kept inactive", false: "active"}[m.keepsInactive()], m.dst.Name,
+			fmtMS(m.res.Pause), fmtMS(m.res.Core), fmtMS(cr.lockWait), m.res.Retries, cr.old))
 	} else {
 		m.event(PhaseFinish, EventInfo, fmt.Sprintf("%s active on %s; source renamed to %s", m.schema, m.dst.Name, cr.old))
 	}
 	if err := fault.Point(ctx, "move.finish.end"); err != nil {
 		return err
 	}
-	return m.cleanupArtifacts(ctx, found{pub: true, slot: true, sub: true})
+	return m.cleanupArtifacts(ctx)
 }
 
 func fmtMS(d time.Duration) string {
@@ -577,5 +580,5 @@ func (m *move) finishCopyOnly(ctx context.Context) error {
 	if err := fault.Point(ctx, "move.finish.end"); err != nil {
 		return err
 	}
-	return m.cleanupArtifacts(context.WithoutCancel(ctx), found{pub: true, slot: true})
+	return m.cleanupArtifacts(context.WithoutCancel(ctx))
 }

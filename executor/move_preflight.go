@@ -162,7 +162,7 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 		}
 		f.oldSchema = old
 		return f, nil
-	case !f.srcHas && f.dstActive:
+	case !f.srcHas && (f.dstActive || f.dstHas && m.keepsInactive()):
 		f.situation = situationDone
 		return f, nil
 	case !f.srcHas:
@@ -194,6 +194,10 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	}
 	return f, nil
 }
+
+// keepsInactive: the move ends with the shard inactive on the destination
+// under its own name.
+func (m *move) keepsInactive() bool { return !m.spec.Activate && m.spec.KeepInactive }
 
 // checkNames refuses schema names whose derived names do not fit
 // PostgreSQL's 63-byte identifiers (they would be silently truncated and

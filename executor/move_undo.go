@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,10 +31,7 @@ func (m *move) undo(ctx context.Context) error {
 }
 
 // cleanupArtifacts drops the replication objects after a finished move.
-func (m *move) cleanupArtifacts(ctx context.Context, f found) error {
-	if !f.hasArtifacts() {
-		return nil
-	}
+func (m *move) cleanupArtifacts(ctx context.Context) error {
 	if err := m.phase(ctx, PhaseCleanup, "dropping subscription, slot and publication"); err != nil {
 		return err
 	}
@@ -97,7 +95,7 @@ func (m *move) dropMarkedCopy(ctx context.Context) error {
 	if err != nil {
 		return pgutil.Wrap(err, "node %s: look for the copy of %s", m.dst.Name, m.schema)
 	}
-	if comment == nil || len(*comment) < len(copyMarkPrefix) || (*comment)[:len(copyMarkPrefix)] != copyMarkPrefix {
+	if comment == nil || !strings.HasPrefix(*comment, copyMarkPrefix) {
 		return nil
 	}
 	_, err = m.dst.Conn.Exec(ctx, "DROP SCHEMA "+pgutil.Quote(m.schema)+" CASCADE")

@@ -88,11 +88,9 @@ its steps are recorded there (see pgms status).`,
 				return fmt.Errorf("--from and --to name the same database (%s)", dsn.Name(from))
 			}
 			if maxLag != "" {
-				v, err := units.ParseBytes(maxLag)
-				if err != nil {
+				if opts.MaxLag, err = units.ParseBytes(maxLag); err != nil {
 					return fmt.Errorf("--max-lag=%s: %w", maxLag, err)
 				}
-				opts.MaxLag = int64(v)
 			}
 			if opts.DeactivateSQL == "" {
 				opts.DeactivateSQL = deactivateSQLev
