@@ -1,0 +1,480 @@
+// Command move benchmarks pgms's online shard move on two local servers:
+//
+//	go run ./internal/bench/move [-size 1GB] [-moves 5] [-write-rate 200]
+//
+// It fills a shard of about -size (three tables with a secondary index
+// each), measures the floor of copying that data (a raw COPY TO STDOUT |
+// COPY FROM STDIN per table, all tables in parallel, into the same table
+// definitions), then moves the shard back and forth -moves times with the
+// pgms binary while a writer inserts and updates rows of the shard at
+// -write-rate, routing by the nodes' active lists. It prints the move's wall
+// time, backfill throughput against the floor, the write-pause window and
+// its lock-to-commit core (from the journal), pgms's peak memory, and what
+// the writer saw; at the end it checks that no acknowledged write was lost.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgms-dev/pgms/internal/bench/move/workload"
+	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/sql"
+)
+
+// tableDDL creates the shard's tables in schema %[1]s; indexes come after
+// the fill.
+var tableDDL = []struct{ name, create, index string }{
+	{"orders", `CREATE TABLE %[1]s.orders (id bigint PRIMARY KEY, customer bigint NOT NULL, amount numeric(12,2),
+		status text NOT NULL, created timestamptz NOT NULL, note text)`, `CREATE INDEX orders_customer ON %[1]s.orders (customer)`},
+	{"events", `CREATE TABLE %[1]s.events (id bigint PRIMARY KEY, order_id bigint NOT NULL, kind text NOT NULL,
+		at timestamptz NOT NULL, data text)`, `CREATE INDEX events_order ON %[1]s.events (order_id)`},
+	{"items", `CREATE TABLE %[1]s.items (id bigserial PRIMARY KEY, val bigint NOT NULL, note text)`,
+		`CREATE INDEX items_val ON %[1]s.items (val)`},
+}
+
+// fill inserts rows worth about share of the size into each table.
+var fill = []struct {
+	table  string
+	share  float64
+	rowLen int64 // heap bytes per row, measured
+	insert string
+}{
+	{"orders", 0.45, 110, `INSERT INTO %[1]s.orders SELECT g, g %% 100000, (g %% 10000) / 7.0, 'paid', '2026-01-01'::timestamptz + g * interval '1 second', md5(g::text)
+		FROM generate_series($1::bigint, $2::bigint) g`},
+	{"events", 0.45, 140, `INSERT INTO %[1]s.events SELECT g, g / 3, 'shipped', '2026-01-01'::timestamptz + g * interval '1 second', md5(g::text) || md5((g + 1)::text)
+		FROM generate_series($1::bigint, $2::bigint) g`},
+	{"items", 0.10, 70, `INSERT INTO %[1]s.items (val, note) SELECT g, 'n' || g FROM generate_series($1::bigint, $2::bigint) g`},
+}
+
+func main() {
+	sizeFlag := flag.String("size", "1GB", "approximate heap size of the shard")
+	moves := flag.Int("moves", 5, "moves to make, alternating direction")
+	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
+	flag.Parse()
+	size, err := units.ParseBytes(*sizeFlag)
+	if err != nil {
+		fail(fmt.Errorf("-size: %w", err))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, size, *moves, *rate); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type node struct {
+	name string
+	dsn  string
+	conn *pgx.Conn
+}
+
+func run(ctx context.Context, size int64, moves, rate int) error {
+	tmp, err := os.MkdirTemp("", "pgms-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "pgms")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/pgms").CombinedOutput(); err != nil {
+		return fmt.Errorf("build pgms (run from the module root): %v\n%s", err, out)
+	}
+
+	begin := time.Now()
+	cluster, err := pgtest.Start(ctx, 2, pgtest.Options{Settings: map[string]string{
+		"shared_buffers":       "512MB",
+		"maintenance_work_mem": "256MB",
+		"max_wal_size":         "8GB",
+		"checkpoint_timeout":   "30min",
+	}})
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	nodes := make([]*node, 2)
+	for i, s := range cluster.Servers {
+		admin, err := pgx.Connect(ctx, s.DSN("postgres"))
+		if err != nil {
+			return err
+		}
+		_, err = admin.Exec(ctx, "CREATE DATABASE bench")
+		admin.Close(ctx)
+		if err != nil {
+			return err
+		}
+		n := &node{name: string(rune('a' + i)), dsn: s.DSN("bench")}
+		if n.conn, err = pgx.Connect(ctx, n.dsn); err != nil {
+			return err
+		}
+		defer n.conn.Close(context.Background())
+		if _, err := sql.Install(ctx, n.conn, sql.Options{}); err != nil {
+			return err
+		}
+		nodes[i] = n
+	}
+	a, b := nodes[0], nodes[1]
+	fmt.Printf("servers ready in %v; filling a shard of ~%s\n", time.Since(begin).Round(time.Millisecond), units.FormatBytes(float64(size)))
+	began := time.Now()
+	if err := fillShard(ctx, a, size); err != nil {
+		return err
+	}
+	info, err := shardInfo(ctx, a.conn, "sh0001")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("filled in %v: %s heap, %s with indexes, %d rows in %d tables\n", time.Since(began).Round(time.Second),
+		units.FormatBytes(float64(info.heap)), units.FormatBytes(float64(info.total)), info.rows, len(tableDDL))
+
+	withIndexes, err := copyFloor(ctx, a, b, true)
+	if err != nil {
+		return fmt.Errorf("floor copy: %w", err)
+	}
+	indexesAfter, err := copyFloor(ctx, a, b, false)
+	if err != nil {
+		return fmt.Errorf("floor copy: %w", err)
+	}
+	floor := min(withIndexes, indexesAfter)
+	floorMBs := float64(info.heap) / floor.Seconds()
+	fmt.Printf("floor: parallel COPY of every table took %v into tables with their indexes, %v with the indexes built after\n\n",
+		withIndexes.Round(time.Millisecond), indexesAfter.Round(time.Millisecond))
+
+	w, err := workload.Start(ctx, workload.Config{
+		DSNs: []string{a.dsn, b.dsn}, Schema: "sh0001", Table: "items",
+		Interval: time.Second / time.Duration(max(rate, 1)), UpdateShare: 0.4,
+	})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	var rows []moveRow
+	for i := 0; i < moves && ctx.Err() == nil; i++ {
+		from, to := a, b
+		if i%2 == 1 {
+			from, to = b, a
+		}
+		before := w.Written()
+		r, err := pgmsMove(ctx, bin, from, to, a)
+		if err != nil {
+			return fmt.Errorf("move %d: %w", i+1, err)
+		}
+		r.n, r.dir = i+1, from.name+"→"+to.name
+		for _, l := range w.LatenciesFrom(before) {
+			r.writerMax = max(r.writerMax, l)
+		}
+		rows = append(rows, r)
+		// The renamed source is a full copy: drop it so that the next
+		// move in the other direction starts from the same disk use.
+		if _, err := from.conn.Exec(ctx, "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sh0001old%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$"); err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	st := w.Stop()
+	final := b
+	if len(rows)%2 == 0 {
+		final = a
+	}
+	verifyErr := w.Verify(ctx, final.conn)
+	report(os.Stdout, info, withIndexes, indexesAfter, floor, floorMBs, rate, rows, st, verifyErr)
+	if verifyErr != nil || len(st.Violations) > 0 {
+		return errors.New("writes were lost or misrouted")
+	}
+	return nil
+}
+
+func fillShard(ctx context.Context, a *node, size int64) error {
+	if _, err := a.conn.Exec(ctx, "SELECT microsharding.microsharding_ensure_exist(1)"); err != nil {
+		return err
+	}
+	for _, t := range tableDDL {
+		if _, err := a.conn.Exec(ctx, fmt.Sprintf(t.create, "sh0001")); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(fill))
+	for i, f := range fill {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, a.dsn)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer c.Close(context.Background())
+			total := int64(float64(size)*f.share) / f.rowLen
+			const chunk = 500000
+			for lo := int64(1); lo <= total; lo += chunk {
+				if _, err := c.Exec(ctx, fmt.Sprintf(f.insert, "sh0001"), lo, min(lo+chunk-1, total)); err != nil {
+					errs[i] = fmt.Errorf("fill %s: %w", f.table, err)
+					return
+				}
+			}
+			for _, t := range tableDDL {
+				if t.name == f.table {
+					if _, err := c.Exec(ctx, fmt.Sprintf(t.index, "sh0001")); err != nil {
+						errs[i] = err
+						return
+					}
+				}
+			}
+			if f.table == "items" {
+				_, err = c.Exec(ctx, "SELECT setval('sh0001.items_id_seq', $1)", total)
+			}
+			if err == nil {
+				_, err = c.Exec(ctx, "VACUUM ANALYZE sh0001."+f.table)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	_, err := a.conn.Exec(ctx, "SELECT microsharding.microsharding_ensure_active(1)")
+	return err
+}
+
+type shard struct {
+	heap, total, rows int64
+}
+
+func shardInfo(ctx context.Context, c *pgx.Conn, schema string) (shard, error) {
+	var s shard
+	err := c.QueryRow(ctx, `SELECT sum(pg_relation_size(c.oid))::bigint, sum(pg_total_relation_size(c.oid))::bigint, sum(c.reltuples)::bigint
+		FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r'`, schema).Scan(&s.heap, &s.total, &s.rows)
+	return s, err
+}
+
+// copyFloor copies every table of the shard from a to b, all in parallel,
+// each as COPY TO STDOUT piped into COPY FROM STDIN, into tables made from
+// the same definitions. With indexesFirst the secondary indexes exist
+// during the copy (as they do for the move's copy); without, they are built
+// afterwards, one per connection, and the time includes that (as a
+// pg_dump | psql restore does it).
+// pgx writes one message per row into the pipe; a 256 KiB buffer in front
+// of it keeps the pipe from turning into millions of tiny transfers.
+func copyFloor(ctx context.Context, a, b *node, indexesFirst bool) (time.Duration, error) {
+	if _, err := b.conn.Exec(ctx, "CREATE SCHEMA floor"); err != nil {
+		return 0, err
+	}
+	defer b.conn.Exec(context.Background(), "DROP SCHEMA floor CASCADE") //nolint:errcheck // best effort
+	for _, t := range tableDDL {
+		if _, err := b.conn.Exec(ctx, fmt.Sprintf(t.create, "floor")); err != nil {
+			return 0, err
+		}
+		if indexesFirst {
+			if _, err := b.conn.Exec(ctx, fmt.Sprintf(t.index, "floor")); err != nil {
+				return 0, err
+			}
+		}
+	}
+	begin := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(tableDDL))
+	for i, t := range tableDDL {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = copyTable(ctx, a.dsn, b.dsn, "sh0001."+t.name, "floor."+t.name)
+			if errs[i] == nil && !indexesFirst {
+				errs[i] = execOn(ctx, b.dsn, fmt.Sprintf(t.index, "floor"))
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(begin), errors.Join(errs...)
+}
+
+func execOn(ctx context.Context, dsn, q string) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, q)
+	return err
+}
+
+func copyTable(ctx context.Context, fromDSN, toDSN, from, to string) error {
+	src, err := pgx.Connect(ctx, fromDSN)
+	if err != nil {
+		return err
+	}
+	defer src.Close(context.Background())
+	dst, err := pgx.Connect(ctx, toDSN)
+	if err != nil {
+		return err
+	}
+	defer dst.Close(context.Background())
+	pr, pw := io.Pipe()
+	buf := bufio.NewWriterSize(pw, 256<<10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := dst.PgConn().CopyFrom(ctx, pr, "COPY "+to+" FROM STDIN")
+		pr.CloseWithError(err)
+		done <- err
+	}()
+	_, err = src.PgConn().CopyTo(ctx, buf, "COPY "+from+" TO STDOUT")
+	if err == nil {
+		err = buf.Flush()
+	}
+	pw.CloseWithError(err)
+	if derr := <-done; err == nil {
+		err = derr
+	}
+	return err
+}
+
+type moveRow struct {
+	n         int
+	dir       string
+	wall      time.Duration
+	backfill  time.Duration
+	bytes     int64
+	rows      int64
+	pause     time.Duration
+	core      time.Duration
+	retries   int
+	maxRSS    int64 // bytes
+	writerMax time.Duration
+}
+
+// pgmsMove runs the pgms binary and reads the step it recorded in the
+// journal on the state node.
+func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node) (moveRow, error) {
+	var r moveRow
+	cmd := exec.CommandContext(ctx, bin, "move", "--shard=1", "--from="+from.dsn, "--to="+to.dsn,
+		"--activate-on-destination=yes", "--state-dsn="+stateNode.dsn, "--progress-every=5s")
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(&out, prefixed(os.Stderr, "  pgms: "))
+	begin := time.Now()
+	err := cmd.Run()
+	r.wall = time.Since(begin)
+	if err != nil {
+		return r, fmt.Errorf("%v\n%s", err, out.String())
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss * 1024
+	}
+	var backfill, pause, core *float64
+	err = stateNode.conn.QueryRow(ctx, `SELECT backfill_ms, pause_ms, core_ms, bytes, rows, retries
+		FROM microsharding.pgms_steps ORDER BY id DESC LIMIT 1`).Scan(&backfill, &pause, &core, &r.bytes, &r.rows, &r.retries)
+	if err != nil {
+		return r, err
+	}
+	ms := func(p *float64) time.Duration {
+		if p == nil {
+			return 0
+		}
+		return time.Duration(*p * float64(time.Millisecond))
+	}
+	r.backfill, r.pause, r.core = ms(backfill), ms(pause), ms(core)
+	return r, nil
+}
+
+type linePrefixer struct {
+	w      io.Writer
+	prefix string
+	mu     sync.Mutex
+	start  bool
+}
+
+func prefixed(w io.Writer, prefix string) io.Writer {
+	return &linePrefixer{w: w, prefix: prefix, start: true}
+}
+
+func (p *linePrefixer) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var sb strings.Builder
+	for _, c := range string(b) {
+		if p.start {
+			sb.WriteString(p.prefix)
+			p.start = false
+		}
+		sb.WriteRune(c)
+		if c == '\n' {
+			p.start = true
+		}
+	}
+	_, err := io.WriteString(p.w, sb.String())
+	return len(b), err
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func report(w io.Writer, info shard, withIndexes, indexesAfter, floor time.Duration, floorRate float64, rate int, rows []moveRow, st workload.Stats, verifyErr error) {
+	fmt.Fprintf(w, "\nshard: %s heap (%s with indexes), %d rows, 3 tables with a secondary index each; writer at %d writes/s\n",
+		units.FormatBytes(float64(info.heap)), units.FormatBytes(float64(info.total)), info.rows, rate)
+	fmt.Fprintf(w, "floor (raw COPY TO | COPY FROM, one stream per table, all in parallel): %v into tables with their indexes, %v with secondary indexes built after; taking %v (%s/s)\n\n",
+		withIndexes.Round(time.Millisecond), indexesAfter.Round(time.Millisecond), floor.Round(time.Millisecond), units.FormatBytes(floorRate))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "move\tdir\twall\tbackfill\tMB/s\trows/s\tof floor\tpause\tcore\tretries\twriter max (whole move)\tpgms peak RSS\t")
+	var pauses, cores []time.Duration
+	var ratios []float64
+	for _, r := range rows {
+		mbs := float64(r.bytes) / r.backfill.Seconds() / (1 << 20)
+		ratio := floor.Seconds() / r.backfill.Seconds()
+		ratios = append(ratios, ratio)
+		pauses, cores = append(pauses, r.pause), append(cores, r.core)
+		fmt.Fprintf(tw, "%d\t%s\t%.1f s\t%.1f s\t%.1f\t%.0f\t%.0f%%\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.wall.Seconds(), r.backfill.Seconds(), mbs,
+			float64(r.rows)/r.backfill.Seconds(), ratio*100, ms(r.pause), ms(r.core), r.retries, ms(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
+	}
+	tw.Flush()
+	slices.Sort(ratios)
+	medPause, maxPause := median(pauses), slices.Max(pauses)
+	fmt.Fprintf(w, "\nwrite pause: median %s, max %s; lock to commit: median %s, max %s\n", ms(medPause), ms(maxPause), ms(median(cores)), ms(slices.Max(cores)))
+	fmt.Fprintf(w, "backfill vs floor: median %.0f%% (time of the floor / time of the backfill)\n", ratios[len(ratios)/2]*100)
+	fmt.Fprintf(w, "writer: %d inserts, %d updates acknowledged, %d retried attempts, latency p50 %s p99 %s max %s\n",
+		st.Inserts, st.Updates, st.Retries, ms(st.P50), ms(st.P99), ms(st.Max))
+	lost := "none lost"
+	if verifyErr != nil {
+		lost = "LOST: " + verifyErr.Error()
+	}
+	if len(st.Violations) > 0 {
+		lost += fmt.Sprintf("; violations: %v", st.Violations)
+	}
+	fmt.Fprintf(w, "acknowledged writes: %s\n", lost)
+	check := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(w, "targets: median pause < 30 ms: %s; backfill >= 50%% of floor: %s\n", check(medPause < 30*time.Millisecond), check(ratios[len(ratios)/2] >= 0.5))
+}
