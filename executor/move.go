@@ -290,6 +290,28 @@ func (m *move) connect(ctx context.Context) error {
 	return nil
 }
 
+// revive reopens the node connections that a cancelled query closed (pgx
+// closes a connection whose query is cancelled): undo and finish run after
+// a cancellation and must still reach both nodes.
+func (m *move) revive(ctx context.Context) error {
+	for _, n := range []struct {
+		node **pgutil.Node
+		dsn  string
+	}{{&m.src, m.spec.From.DSN}, {&m.dst, m.spec.To.DSN}} {
+		if (*n.node).Conn != nil && !(*n.node).Conn.IsClosed() {
+			continue
+		}
+		fresh, err := pgutil.Connect(ctx, n.dsn)
+		if err != nil {
+			return err
+		}
+		fresh.Name = (*n.node).Name
+		(*n.node).Close()
+		*n.node = fresh
+	}
+	return nil
+}
+
 // run takes the move from whatever state it finds to the end.
 func (m *move) run(ctx context.Context) error {
 	err := m.drive(ctx)
@@ -430,7 +452,11 @@ func (m *move) setPhase(ctx context.Context, p Phase, msg string) {
 // record writes the step's state to the journal; a journal that cannot be
 // written is reported, never a reason to stop a move.
 func (m *move) record(ctx context.Context, st state.StepState) {
-	if err := m.step.Update(ctx, st); err != nil && ctx.Err() == nil {
+	// Not cancellable: a cancelled write would close the journal's
+	// connection, and with it the run lock, before the outcome is written.
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := m.step.Update(jctx, st); err != nil {
 		m.event(PhaseDone, EventWarning, "journal: "+pgutil.Describe(err))
 	}
 }

@@ -461,6 +461,9 @@ func (m *move) commentSQL(schema string) string {
 func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 	ctx = context.WithoutCancel(ctx)
 	m.res.OldSchema = cr.old
+	if err := m.revive(ctx); err != nil {
+		return err
+	}
 	if !cr.haveSeqs {
 		if err := m.phase(ctx, PhaseFinish, fmt.Sprintf("activating %s on %s (sequences from %s)", m.schema, m.dst.Name, cr.old)); err != nil {
 			return err
@@ -482,15 +485,7 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 	activate := strings.Join(stmts, ";\n")
 	var err error
 	for attempt := 1; ; attempt++ {
-		if m.dst.Conn.IsClosed() {
-			var n *pgutil.Node
-			if n, err = pgutil.Connect(ctx, m.spec.To.DSN); err == nil {
-				n.Name = m.dst.Name
-				m.dst.Close()
-				*m.dst = *n
-			}
-		}
-		if err == nil {
+		if err = m.revive(ctx); err == nil {
 			_, err = execSimple(ctx, m.dst.Conn, activate)
 		}
 		if err == nil {

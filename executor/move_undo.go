@@ -18,6 +18,9 @@ import (
 // the source. The source's schema and data are never touched. Each step
 // looks before it acts, so undo may run any number of times.
 func (m *move) undo(ctx context.Context) error {
+	if err := m.revive(ctx); err != nil {
+		return err
+	}
 	if err := m.dropSubscription(ctx); err != nil {
 		return err
 	}
@@ -33,6 +36,9 @@ func (m *move) undo(ctx context.Context) error {
 // cleanupArtifacts drops the replication objects after a finished move.
 func (m *move) cleanupArtifacts(ctx context.Context) error {
 	if err := m.phase(ctx, PhaseCleanup, "dropping subscription, slot and publication"); err != nil {
+		return err
+	}
+	if err := m.revive(ctx); err != nil {
 		return err
 	}
 	if err := m.dropSubscription(ctx); err != nil {
@@ -68,13 +74,8 @@ func (m *move) dropSubscription(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		m.event(PhaseCleanup, EventWarning, fmt.Sprintf("DROP SUBSCRIPTION %s on %s failed (%s); detaching it from its slot instead", m.sub, m.dst.Name, pgutil.Describe(err)))
-		if m.dst.Conn.IsClosed() {
-			n, cerr := pgutil.Connect(ctx, m.spec.To.DSN)
-			if cerr != nil {
-				return cerr
-			}
-			n.Name = m.dst.Name
-			*m.dst = *n
+		if err := m.revive(ctx); err != nil {
+			return err
 		}
 		_, err = execSimple(ctx, m.dst.Conn, "ALTER SUBSCRIPTION "+q+" DISABLE; ALTER SUBSCRIPTION "+q+" SET (slot_name = NONE); DROP SUBSCRIPTION "+q)
 		if err != nil {

@@ -138,7 +138,7 @@ func runMove(cmd *cobra.Command, spec executor.MoveSpec, stateDSN string, every 
 	if err != nil {
 		return err
 	}
-	defer journal.Close(ctx)
+	defer journal.Close(context.WithoutCancel(ctx))
 	inv := state.ThisProcess("move", moveArgs(spec))
 	stale, err := journal.Lock(ctx, inv)
 	if err != nil {

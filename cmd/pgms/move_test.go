@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -274,5 +275,70 @@ func TestForceUnlockCommand(t *testing.T) {
 	r = pgms(t, "y\n", "force-unlock", "--dsn", db.DSN, "--terminate").must(t)
 	if !strings.Contains(r.stdout, "Terminated session") || !strings.Contains(r.stdout, "Cleared the holder row") {
 		t.Errorf("terminate: %s", r.stdout)
+	}
+}
+
+func TestMoveCommandErrors(t *testing.T) {
+	src, dst, _, b := moveNodes(t)
+	r := pgms(t, "", "move", "--shard=9", "--from="+src.DSN, "--to="+dst.DSN, "--activate-on-destination=yes")
+	if r.code != exitError || !strings.Contains(r.stderr, "schema sh0009 exists on neither") {
+		t.Errorf("missing shard: exit %d: %s", r.code, r.stderr)
+	}
+	pgtest.Exec(t, b, "DROP SCHEMA microsharding CASCADE")
+	r = pgms(t, "", moveArgsFor(src, dst)...)
+	if r.code != exitError || !strings.Contains(r.stderr, `library is not installed in schema "microsharding"; run pgms install`) {
+		t.Errorf("no library on the destination: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestMoveCommandInterrupt sends SIGINT to pgms during the copy: it exits
+// with 130 after undoing the move.
+func TestMoveCommandInterrupt(t *testing.T) {
+	bin := pgmsBinary(t)
+	src, dst, a, b := moveNodes(t)
+	pgtest.Exec(t, a, "INSERT INTO sh0001.items (val) SELECT g FROM generate_series(1, 300000) g")
+	cmd := exec.Command(bin, moveArgsFor(src, dst)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "backfill: copying") {
+			cmd.Process.Signal(os.Interrupt)
+			break
+		}
+	}
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Fatalf("exit %v, want %d\n%s", err, exitInterrupted, log.String())
+	}
+	st, err := state.ReadLock(context.Background(), a, sql.DefaultSchema)
+	if err != nil || st.Held || st.Holder != nil {
+		t.Errorf("lock after an interrupted run: %+v, %v", st, err)
+	}
+	if !strings.Contains(log.String(), "undone; the source is unchanged") {
+		t.Errorf("no undo reported:\n%s", log.String())
+	}
+	if testing.Verbose() {
+		t.Log(log.String())
+	}
+	for i, c := range []*pgx.Conn{a, b} {
+		var n int
+		c.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())
+			+ (SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+			+ (SELECT count(*) FROM pg_namespace WHERE nspname = 'sh0001' AND $1)`, i == 1).Scan(&n)
+		if n != 0 {
+			t.Errorf("%d leftovers on port %d", n, c.Config().Port)
+		}
 	}
 }
