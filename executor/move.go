@@ -195,24 +195,10 @@ type sequence struct {
 // what it finds. journal may be nil; rep receives progress (nil: none).
 // Moves of different shards may run in parallel, sharing journal and rep.
 func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Reporter) (MoveResult, error) {
-	if rep == nil {
-		rep = Discard
-	}
-	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
-	if m.lib == "" {
-		m.lib = sql.DefaultSchema
-	}
-	if m.spec.From.Name == "" {
-		m.spec.From.Name = dsn.Name(spec.From.DSN)
-	}
-	if m.spec.To.Name == "" {
-		m.spec.To.Name = dsn.Name(spec.To.DSN)
-	}
-	strategy, err := newCopyStrategy(m.opts.Strategy)
+	m, err := newMove(spec, rep)
 	if err != nil {
-		return m.res, err
+		return MoveResult{}, err
 	}
-	m.strategy = strategy
 	start := time.Now()
 	err = m.begin(ctx, journal)
 	if err == nil {
@@ -246,6 +232,26 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 		return m.res, fmt.Errorf("move shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
 	}
 	return m.res, nil
+}
+
+// newMove fills in the defaults of a spec.
+func newMove(spec MoveSpec, rep Reporter) (*move, error) {
+	if rep == nil {
+		rep = Discard
+	}
+	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
+	if m.lib == "" {
+		m.lib = sql.DefaultSchema
+	}
+	if m.spec.From.Name == "" {
+		m.spec.From.Name = dsn.Name(spec.From.DSN)
+	}
+	if m.spec.To.Name == "" {
+		m.spec.To.Name = dsn.Name(spec.To.DSN)
+	}
+	var err error
+	m.strategy, err = newCopyStrategy(m.opts.Strategy)
+	return m, err
 }
 
 func orShard(schema string, shard int) string {
@@ -499,21 +505,11 @@ func execSimple(ctx context.Context, conn *pgx.Conn, sqlText string) ([][][][]by
 // never touched. A move whose cutover committed cannot be aborted, only
 // finished: AbortMove refuses it and Move finishes it.
 func AbortMove(ctx context.Context, spec MoveSpec, rep Reporter) error {
-	if rep == nil {
-		rep = Discard
+	m, err := newMove(spec, rep)
+	if err != nil {
+		return err
 	}
-	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
-	if m.lib == "" {
-		m.lib = sql.DefaultSchema
-	}
-	if m.spec.From.Name == "" {
-		m.spec.From.Name = dsn.Name(spec.From.DSN)
-	}
-	if m.spec.To.Name == "" {
-		m.spec.To.Name = dsn.Name(spec.To.DSN)
-	}
-	m.strategy = nativeCopy{}
-	err := m.begin(ctx, nil)
+	err = m.begin(ctx, nil)
 	if err == nil {
 		err = m.abort(ctx)
 	}

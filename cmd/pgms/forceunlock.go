@@ -36,12 +36,8 @@ move ended that way stops like a crash: running it again continues it.`,
   pgms force-unlock --dsn postgres://admin@db1/app --terminate`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			target, err := targetNode(nodes.dsns, "force-unlock")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			n, err := pgutil.Connect(ctx, target)
+			n, err := connectStateNode(ctx, nodes, "force-unlock")
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,12 +43,8 @@ window of each switch-over, retries and errors.`,
   pgms status --dsn postgres://admin@db1/app --runs 10 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			target, err := targetNode(nodes.dsns, "status")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			n, err := pgutil.Connect(ctx, target)
+			n, err := connectStateNode(ctx, nodes, "status")
 			if err != nil {
 				return err
 			}
@@ -75,6 +72,17 @@ window of each switch-over, retries and errors.`,
 	cmd.Flags().IntVar(&runs, "runs", 3, "how many of the last runs to show")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// connectStateNode connects to the one node a journal command reads: the
+// --dsn given, else the only node of the DSN list variables or the libpq
+// variables.
+func connectStateNode(ctx context.Context, nodes nodeFlags, command string) (*pgutil.Node, error) {
+	target, err := targetNode(nodes.dsns, command)
+	if err != nil {
+		return nil, err
+	}
+	return pgutil.Connect(ctx, target)
 }
 
 // renderStatus writes the status for a person; now dates running steps.
