@@ -398,3 +398,42 @@ func TestAbortMove(t *testing.T) {
 	}
 	c.noArtifacts()
 }
+
+// TestMoveDeactivateSQL runs the user's statement for every table of the
+// renamed source inside the cutover transaction.
+func TestMoveDeactivateSQL(t *testing.T) {
+	c := newCluster(t)
+	c.shard(16, `CREATE TABLE "A b" (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY)`)
+	pgtest.Exec(t, c.a, "CREATE TABLE public.deactivated (tbl text, tx xid8 DEFAULT pg_current_xact_id())")
+	spec := c.spec(16, true)
+	spec.Options.DeactivateSQL = "INSERT INTO public.deactivated (tbl) VALUES ($1::regclass::text)"
+	res, err := Move(context.Background(), spec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := c.a.Query(context.Background(), "SELECT tbl FROM public.deactivated ORDER BY tbl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	want := []string{res.OldSchema + `."A b"`, res.OldSchema + ".c"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("deactivated %v, want %v", got, want)
+	}
+	var txs int
+	c.a.QueryRow(context.Background(), "SELECT count(DISTINCT tx) FROM public.deactivated").Scan(&txs)
+	if txs != 1 {
+		t.Errorf("deactivation ran in %d transactions, want the cutover's one", txs)
+	}
+	// A failing statement aborts the cutover and the move is undone.
+	c.shard(17, `CREATE TABLE t (id int PRIMARY KEY)`)
+	spec = c.spec(17, true)
+	spec.Options.DeactivateSQL = "SELECT no_such_function($1)"
+	if _, err := Move(context.Background(), spec, nil, nil); err == nil || !strings.Contains(err.Error(), "no_such_function") {
+		t.Fatalf("got %v", err)
+	}
+	if got := c.active(c.a); len(got) != 1 || got[0] != "sh0017" {
+		t.Errorf("source serves %v", got)
+	}
+	c.noArtifacts()
+}

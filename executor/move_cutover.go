@@ -40,6 +40,7 @@ func (m *move) lag(ctx context.Context, q interface {
 // lock: switching while lag is high would turn the pause into a timeout.
 func (m *move) waitLag(ctx context.Context) error {
 	every := max(m.opts.PollInterval/10, 10*time.Millisecond)
+	var recorded time.Time
 	for {
 		lag, err := m.lag(ctx, m.src.Conn)
 		if err != nil {
@@ -47,9 +48,14 @@ func (m *move) waitLag(ctx context.Context) error {
 		}
 		m.mu.Lock()
 		m.progress.LagBytes = &lag
+		st := m.progress
 		m.mu.Unlock()
 		if lag <= m.opts.MaxLag {
 			return fault.Point(ctx, "move.catch-up.end")
+		}
+		if time.Since(recorded) >= 5*time.Second {
+			m.record(ctx, st)
+			recorded = time.Now()
 		}
 		m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseCatchUp, Kind: EventProgress, LagBytes: lag})
 		if err := sleep(ctx, every); err != nil {
