@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/names"
@@ -194,6 +195,7 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 		}
 		seqAt = add("SELECT v.n, pg_catalog.pg_sequence_last_value(v.o) FROM (VALUES " + strings.Join(values, ", ") + ") AS v(n, o)")
 	}
+	add(activeListLock)
 	add(fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_inactive"), m.spec.Shard))
 	add("ALTER SCHEMA " + pgutil.Quote(m.schema) + " RENAME TO " + pgutil.Quote(res.old))
 	if m.opts.DeactivateSQL != "" {
@@ -214,7 +216,7 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 			return res, fmt.Errorf("%w while taking the lock: %w", ErrInterrupted, ctx.Err())
 		case pgutil.IsLockTimeout(err):
 			return res, &errRetry{reason: fmt.Sprintf("tables not locked within %v: %s", m.opts.LockTimeout, m.blockers(ctx))}
-		case pgutil.IsRetryable(err):
+		case pgutil.IsRetryable(err) || concurrentCatalogUpdate(err):
 			return res, &errRetry{reason: pgutil.Describe(err)}
 		}
 		return res, pgutil.Wrap(err, "node %s: lock, deactivate and rename %s", m.src.Name, m.schema)
@@ -357,6 +359,20 @@ func (m *move) renamed(ctx context.Context, old string) (bool, error) {
 	return gone && there, err
 }
 
+// activeListLock serialises the changes of a node's active list made by
+// moves. The library re-creates one function to change the list, and two
+// transactions doing that at once fail ("tuple concurrently updated")
+// rather than wait. Under the cutover's lock_timeout the wait for it is
+// bounded like the table locks.
+const activeListLock = "SELECT pg_catalog.pg_advisory_xact_lock(8099562797138010996)" // "pgms_act"
+
+// concurrentCatalogUpdate recognises the error of two transactions
+// replacing the same function at once; trying again succeeds.
+func concurrentCatalogUpdate(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "XX000" && strings.Contains(pgErr.Message, "concurrently updated")
+}
+
 // epochDiff returns b-a for two server clock readings in epoch seconds.
 func epochDiff(a, b []byte) time.Duration {
 	x, errA := strconv.ParseFloat(string(a), 64)
@@ -381,11 +397,11 @@ func (m *move) warm(ctx context.Context, src *pgutil.Node) {
 	if len(m.seqs) > 0 {
 		stmts = append(stmts, fmt.Sprintf("SELECT pg_catalog.pg_sequence_last_value(%d::oid)", m.seqs[0].OID))
 	}
-	stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_inactive"), m.spec.Shard))
-	execSimple(ctx, src.Conn, strings.Join(stmts, ";\n"))                                                   //nolint:errcheck // best effort
-	execSimple(ctx, src.Conn, "ROLLBACK")                                                                   //nolint:errcheck // best effort
-	execSimple(ctx, m.dst.Conn, fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = '20ms'; SELECT * FROM %s(%d)", //nolint:errcheck // best effort
-		pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
+	stmts = append(stmts, activeListLock, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_inactive"), m.spec.Shard))
+	execSimple(ctx, src.Conn, strings.Join(stmts, ";\n"))                                                       //nolint:errcheck // best effort
+	execSimple(ctx, src.Conn, "ROLLBACK")                                                                       //nolint:errcheck // best effort
+	execSimple(ctx, m.dst.Conn, fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = '20ms'; %s; SELECT * FROM %s(%d)", //nolint:errcheck // best effort
+		activeListLock, pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
 	execSimple(ctx, m.dst.Conn, "ROLLBACK") //nolint:errcheck // best effort
 }
 
@@ -480,7 +496,7 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		}
 		cr.seqs, m.comment = seqs, comment
 	}
-	stmts := []string{}
+	stmts := []string{activeListLock}
 	if s := m.setvalSQL(m.schema, cr.seqs); s != "" {
 		stmts = append(stmts, s)
 	}

@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/pgms-dev/pgms/internal/bench/move/workload"
 	"github.com/pgms-dev/pgms/internal/fault"
+	"github.com/pgms-dev/pgms/state"
 )
 
 const writerTable = `
@@ -178,5 +181,55 @@ func TestMoveBehindLongTransaction(t *testing.T) {
 		t.Errorf("result reports %d retries", res.Retries)
 	}
 	checkWriter(t, w, c.b)
+	c.noArtifacts()
+}
+
+// TestMovesInParallel moves two shards between the same nodes at once,
+// each under a writer, sharing one journal, as apply does.
+func TestMovesInParallel(t *testing.T) {
+	c := newCluster(t)
+	s1 := c.shard(21, writerTable)
+	s2 := c.shard(22, writerTable)
+	w1 := c.startWriter(s1, 3*time.Millisecond)
+	w2 := c.startWriter(s2, 3*time.Millisecond)
+	journal, err := state.OpenJournal(context.Background(), c.src.DSN, "microsharding")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer journal.Close(context.Background())
+	if _, err := journal.BeginRun(context.Background(), state.ThisProcess("apply", "")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, n := range []int{21, 22} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Move(context.Background(), c.spec(n, true), journal, nil)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	checkWriter(t, w1, c.b)
+	checkWriter(t, w2, c.b)
+	if got := c.active(c.b); len(got) != 2 {
+		t.Errorf("destination serves %v", got)
+	}
+	runs, err := state.ReadRuns(context.Background(), c.a, "microsharding", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || len(runs[0].Steps) != 2 {
+		t.Fatalf("journal: %+v", runs)
+	}
+	for _, s := range runs[0].Steps {
+		if s.Outcome != state.OutcomeSucceeded || s.PauseMS == nil {
+			t.Errorf("step %s: %s, pause %v", s.Schema, s.Outcome, s.PauseMS)
+		}
+	}
 	c.noArtifacts()
 }
