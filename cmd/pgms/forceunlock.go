@@ -16,7 +16,7 @@ func init() { register(newForceUnlockCommand) }
 
 func newForceUnlockCommand() *cobra.Command {
 	var (
-		nodes     nodeFlags
+		nodes     stateFlags
 		terminate bool
 		yes       bool
 	)
@@ -37,7 +37,7 @@ move ended that way stops like a crash: running it again continues it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			n, err := connectStateNode(ctx, nodes, "force-unlock")
+			n, err := connectStateNode(ctx, cmd.ErrOrStderr(), &nodes, "force-unlock")
 			if err != nil {
 				return err
 			}

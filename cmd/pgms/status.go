@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/internal/units"
@@ -28,7 +29,7 @@ type statusView struct {
 
 func newStatusCommand() *cobra.Command {
 	var (
-		nodes  nodeFlags
+		nodes  stateFlags
 		runs   int
 		asJSON bool
 	)
@@ -39,12 +40,13 @@ func newStatusCommand() *cobra.Command {
 whether a dead run left a stale holder behind), and the last runs with their
 steps: phase, copy progress per table, replication lag, the write-pause
 window of each switch-over, retries and errors.`,
-		Example: `  pgms status --dsn postgres://admin@db1/app
+		Example: `  pgms status --config topology/
+  pgms status --dsn postgres://admin@db1/app
   pgms status --dsn postgres://admin@db1/app --runs 10 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			n, err := connectStateNode(ctx, nodes, "status")
+			n, err := connectStateNode(ctx, cmd.ErrOrStderr(), &nodes, "status")
 			if err != nil {
 				return err
 			}
@@ -77,12 +79,47 @@ window of each switch-over, retries and errors.`,
 // connectStateNode connects to the one node a journal command reads: the
 // --dsn given, else the only node of the DSN list variables or the libpq
 // variables.
-func connectStateNode(ctx context.Context, nodes nodeFlags, command string) (*pgutil.Node, error) {
-	target, err := targetNode(nodes.dsns, command)
+func connectStateNode(ctx context.Context, stderr io.Writer, f *stateFlags, command string) (*pgutil.Node, error) {
+	if f.config != "" {
+		t, err := loadTopology(stderr, f.config)
+		if err != nil {
+			return nil, err
+		}
+		n := stateNodeOf(t)
+		f.schema = t.Cluster.LibrarySchema
+		node, err := pgutil.Connect(ctx, n.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("state node %s: %w", n.Name, err)
+		}
+		return node, nil
+	}
+	target, err := targetNode(f.dsns, command)
 	if err != nil {
 		return nil, err
 	}
 	return pgutil.Connect(ctx, target)
+}
+
+// stateFlags choose the state node: the topology's (--config) or a DSN.
+type stateFlags struct {
+	nodeFlags
+	config string
+}
+
+func (f *stateFlags) add(cmd *cobra.Command) {
+	f.nodeFlags.add(cmd)
+	cmd.Flags().StringVar(&f.config, "config", "", "topology files: use their state node and library schema instead of --dsn")
+}
+
+// stateNodeOf is the node holding the journal and the run lock: the
+// cluster's state_node, or the first node by name.
+func stateNodeOf(t *config.Topology) *config.Node {
+	name := t.Cluster.StateNode
+	if name == "" {
+		name = t.Nodes[0].Name
+	}
+	n, _ := t.Node(name)
+	return n
 }
 
 // renderStatus writes the status for a person; now dates running steps.
@@ -123,7 +160,14 @@ func renderStatus(w io.Writer, v statusView, now time.Time) {
 
 func renderStep(w io.Writer, s state.StepRow, now time.Time) {
 	shard := s.Schema
-	fmt.Fprintf(w, "  %s %s: %s → %s, %s", s.Kind, shard, s.Source, s.Destination, s.Outcome)
+	switch {
+	case s.Source != "":
+		fmt.Fprintf(w, "  %s %s: %s → %s, %s", s.Kind, shard, s.Source, s.Destination, s.Outcome)
+	case shard != "":
+		fmt.Fprintf(w, "  %s %s on %s, %s", s.Kind, shard, s.Destination, s.Outcome)
+	default:
+		fmt.Fprintf(w, "  %s on %s, %s", s.Kind, s.Destination, s.Outcome)
+	}
 	if s.Outcome != state.OutcomeSucceeded {
 		fmt.Fprintf(w, " in phase %s", s.Phase)
 	}

@@ -1,0 +1,464 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
+)
+
+// DefaultParallelism is how many moves an apply runs at once unless told.
+const DefaultParallelism = 2
+
+// ApplyEnv is what Apply needs besides the plan.
+type ApplyEnv struct {
+	// Topology gives the nodes' DSNs and the cluster settings.
+	Topology *config.Topology
+	// Live is the state read under the run lock; cleanup steps take their
+	// leftovers from it and activations check it.
+	Live *state.Cluster
+	// Journal records the steps; nil records nothing.
+	Journal *state.Journal
+	// Parallelism bounds the moves running at once; each node also bounds
+	// the moves it takes part in (max_concurrent_moves).
+	Parallelism int
+	// Move tunes every move; the topology's deactivate_sql fills
+	// DeactivateSQL when it is empty.
+	Move MoveOptions
+	// Log receives a line as each step starts and ends.
+	Log io.Writer
+	// Output receives the migrate command's output.
+	Output io.Writer
+	// Reporter receives the progress of moves.
+	Reporter Reporter
+	// Now is the time cleanup retention is measured against.
+	Now time.Time
+}
+
+// StepResult is what became of one step.
+type StepResult struct {
+	Step planner.Step
+	Took time.Duration
+	Err  error
+	// Move is set for moves that ran.
+	Move *MoveResult
+	// Ran is false for steps not started because an earlier one failed.
+	Ran bool
+}
+
+// ApplyResult lists the steps in plan order.
+type ApplyResult struct {
+	Steps []StepResult
+}
+
+// Moves returns the results of the moves that completed.
+func (r ApplyResult) Moves() []MoveResult {
+	var out []MoveResult
+	for _, s := range r.Steps {
+		if s.Move != nil && s.Err == nil {
+			out = append(out, *s.Move)
+		}
+	}
+	return out
+}
+
+// applier runs one plan.
+type applier struct {
+	env   ApplyEnv
+	plan  *planner.Plan
+	res   []StepResult
+	mu    sync.Mutex
+	nodes map[string]*pgutil.Node
+}
+
+// Apply carries out the plan's steps in order: installs, allocations,
+// activations and deactivations, moves (several at once within the limits),
+// cleanups, drops. Every step is idempotent and decides from what it finds,
+// so applying a fresh plan after a failure or a crash continues where the
+// last apply stopped. After a failed step no new step starts; moves already
+// running finish or stop at a safe point. The error joins every failure.
+func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, error) {
+	if env.Parallelism <= 0 {
+		env.Parallelism = DefaultParallelism
+	}
+	if env.Log == nil {
+		env.Log = io.Discard
+	}
+	if env.Reporter == nil {
+		env.Reporter = Discard
+	}
+	if env.Now.IsZero() {
+		env.Now = time.Now()
+	}
+	if env.Move.DeactivateSQL == "" {
+		env.Move.DeactivateSQL = env.Topology.Cluster.DeactivateSQL
+	}
+	a := &applier{env: env, plan: p, nodes: map[string]*pgutil.Node{}}
+	defer a.closeNodes()
+	a.res = make([]StepResult, len(p.Steps))
+	for i, s := range p.Steps {
+		a.res[i].Step = s
+	}
+
+	// Stages run one after another; within a stage, moves run in parallel
+	// and the rest in plan order.
+	stages := [][]int{}
+	var current []int
+	var kind planner.StepKind
+	for i, s := range p.Steps {
+		if len(current) > 0 && stageOf(s.Kind) != stageOf(kind) {
+			stages = append(stages, current)
+			current = nil
+		}
+		current = append(current, i)
+		kind = s.Kind
+	}
+	if len(current) > 0 {
+		stages = append(stages, current)
+	}
+	var failed error
+	for _, stage := range stages {
+		if failed != nil || ctx.Err() != nil {
+			break
+		}
+		switch stageOf(p.Steps[stage[0]].Kind) {
+		case "moves":
+			failed = a.runMoves(ctx, stage)
+		case "cleanup":
+			failed = a.runCleanup(ctx, stage)
+		default:
+			for _, i := range stage {
+				if err := a.runOne(ctx, i); err != nil {
+					failed = err
+					break
+				}
+			}
+		}
+	}
+	var errs []error
+	for _, r := range a.res {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	if len(errs) == 0 && ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInterrupted, ctx.Err()))
+	}
+	return ApplyResult{Steps: a.res}, errors.Join(errs...)
+}
+
+// stageOf groups step kinds that run together.
+func stageOf(k planner.StepKind) string {
+	switch k {
+	case planner.StepMove:
+		return "moves"
+	case planner.StepCleanup:
+		return "cleanup"
+	case planner.StepActivate, planner.StepDeactivate:
+		return "flips"
+	}
+	return string(k)
+}
+
+// node returns an open connection to a topology node, opening it on first
+// use.
+func (a *applier) node(ctx context.Context, name string) (*pgutil.Node, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := a.nodes[name]; n != nil {
+		return n, nil
+	}
+	tn, ok := a.env.Topology.Node(name)
+	if !ok {
+		return nil, fmt.Errorf("node %s is not in the topology", name)
+	}
+	n, err := pgutil.Connect(ctx, tn.DSN)
+	if err != nil {
+		return nil, err
+	}
+	n.Name = name
+	a.nodes[name] = n
+	return n, nil
+}
+
+func (a *applier) closeNodes() {
+	for _, n := range a.nodes {
+		n.Close()
+	}
+}
+
+func (a *applier) logf(format string, args ...any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintf(a.env.Log, format+"\n", args...)
+}
+
+// begin logs and journals the start of step i.
+func (a *applier) begin(ctx context.Context, i int) *state.Step {
+	s := a.plan.Steps[i]
+	a.logf("[%d/%d] %s %s", i+1, len(a.plan.Steps), s.Symbol(), planner.Headline(s))
+	if s.Kind == planner.StepMove {
+		return nil // moves journal themselves
+	}
+	start := state.StepStart{Kind: string(s.Kind), Source: s.From, Destination: s.Node}
+	if s.Shards != nil {
+		start.Shard = s.Shards.From
+	}
+	if len(s.Schemas) > 0 {
+		start.Schema = s.Schemas[0]
+	} else if s.Object != "" {
+		start.Schema = s.Object
+	}
+	js, err := a.env.Journal.BeginStep(ctx, start)
+	if err != nil {
+		a.logf("warning: %v", err)
+	}
+	return js
+}
+
+// end records what became of step i.
+func (a *applier) end(ctx context.Context, i int, js *state.Step, started time.Time, err error) {
+	took := time.Since(started)
+	a.mu.Lock()
+	a.res[i].Ran, a.res[i].Took, a.res[i].Err = true, took, err
+	a.mu.Unlock()
+	outcome := state.OutcomeSucceeded
+	switch {
+	case err != nil && ctx.Err() != nil:
+		outcome = state.OutcomeInterrupted
+	case err != nil:
+		outcome = state.OutcomeFailed
+	}
+	if js != nil {
+		// The run's context may be cancelled: record the end regardless.
+		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		js.End(jctx, state.StepState{Phase: "done", Total: took}, outcome, err) //nolint:errcheck // best effort
+	}
+	if err != nil {
+		a.logf("[%d/%d] failed after %s: %s", i+1, len(a.plan.Steps), took.Round(time.Millisecond), pgutil.Describe(err))
+		return
+	}
+	a.logf("[%d/%d] done in %s", i+1, len(a.plan.Steps), took.Round(time.Millisecond))
+}
+
+// runOne runs a step that is neither a move nor a cleanup.
+func (a *applier) runOne(ctx context.Context, i int) error {
+	s := a.plan.Steps[i]
+	js := a.begin(ctx, i)
+	started := time.Now()
+	err := a.do(ctx, s)
+	a.end(ctx, i, js, started, err)
+	return err
+}
+
+func (a *applier) do(ctx context.Context, s planner.Step) error {
+	c := a.env.Topology.Cluster
+	n, err := a.node(ctx, s.Node)
+	if err != nil {
+		return err
+	}
+	switch s.Kind {
+	case planner.StepInstall:
+		naming := c.Naming()
+		_, err := sql.Install(ctx, n.Conn, sql.Options{Schema: c.LibrarySchema, Naming: &naming})
+		return pgutil.Wrap(err, "install the library on node %s", s.Node)
+	case planner.StepAllocate:
+		_, err := Allocate(ctx, n, AllocateSpec{
+			From: s.Shards.From, To: s.Shards.To, MigrateCommand: c.MigrateCommand, Activate: s.Activate,
+			LibrarySchema: c.LibrarySchema, Naming: c.Naming(), Cluster: a.env.Live,
+			Stdout: a.env.Output, Stderr: a.env.Output,
+		})
+		return err
+	case planner.StepActivate:
+		_, err := Activate(ctx, n, s.Shards.From, s.Shards.To, ActivateOptions{LibrarySchema: c.LibrarySchema, Cluster: a.env.Live})
+		return err
+	case planner.StepDeactivate:
+		_, err := Deactivate(ctx, n, s.Shards.From, s.Shards.To, ActivateOptions{LibrarySchema: c.LibrarySchema})
+		return err
+	case planner.StepDrop:
+		_, err := DropShards(ctx, n, s.Shards.From, s.Shards.To, c.LibrarySchema)
+		return err
+	}
+	return fmt.Errorf("step kind %q cannot run here", s.Kind)
+}
+
+// runMoves runs the moves of a stage, as many at once as Parallelism and
+// every node's max_concurrent_moves allow, in plan order. After a failure
+// no new move starts.
+func (a *applier) runMoves(ctx context.Context, stage []int) error {
+	limit := func(node string) int {
+		if n, ok := a.env.Topology.Node(node); ok && n.MaxConcurrentMoves > 0 {
+			return n.MaxConcurrentMoves
+		}
+		return config.DefaultMaxConcurrentMoves
+	}
+	busy := map[string]int{}
+	running := 0
+	done := make(chan int)
+	pending := append([]int(nil), stage...)
+	var failed error
+	for len(pending) > 0 || running > 0 {
+		started := false
+		if failed == nil && ctx.Err() == nil {
+			for k, i := range pending {
+				s := a.plan.Steps[i]
+				if running >= a.env.Parallelism || busy[s.From] >= limit(s.From) || busy[s.To] >= limit(s.To) {
+					continue
+				}
+				busy[s.From]++
+				busy[s.To]++
+				running++
+				pending = append(pending[:k], pending[k+1:]...)
+				go func() { a.move(ctx, i); done <- i }()
+				started = true
+				break
+			}
+		} else {
+			pending = nil
+		}
+		if started {
+			continue
+		}
+		if running == 0 {
+			break
+		}
+		i := <-done
+		s := a.plan.Steps[i]
+		busy[s.From]--
+		busy[s.To]--
+		running--
+		if err := a.res[i].Err; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
+func (a *applier) move(ctx context.Context, i int) {
+	s := a.plan.Steps[i]
+	c := a.env.Topology.Cluster
+	a.begin(ctx, i)
+	started := time.Now()
+	from, _ := a.env.Topology.Node(s.From)
+	to, _ := a.env.Topology.Node(s.To)
+	spec := MoveSpec{
+		Shard: s.Shards.From, Schema: s.Schemas[0],
+		From: Endpoint{Name: s.From, DSN: from.DSN}, To: Endpoint{Name: s.To, DSN: to.DSN},
+		Activate: s.Activate, KeepInactive: !s.Activate,
+		LibrarySchema: c.LibrarySchema, Options: a.env.Move,
+	}
+	res, err := Move(ctx, spec, a.env.Journal, a.env.Reporter)
+	a.mu.Lock()
+	if err == nil {
+		a.res[i].Move = &res
+	}
+	a.mu.Unlock()
+	a.end(ctx, i, nil, started, err)
+	if err == nil && res.Pause > 0 {
+		a.logf("[%d/%d] %s: write pause %s (lock to commit %s), %d cutover retries", i+1, len(a.plan.Steps), s.Schemas[0],
+			res.Pause.Round(10*time.Microsecond), res.Core.Round(10*time.Microsecond), res.Retries)
+	}
+}
+
+// runCleanup drops the leftovers of a stage: first the partial copies of
+// abandoned moves (with their replication objects, through the move's own
+// undo), then every node's subscriptions, then slots, publications and
+// schemas. Each leftover is looked up in the live state read under the
+// lock and checked again on its node before it goes.
+func (a *applier) runCleanup(ctx context.Context, stage []int) error {
+	c := a.env.Topology.Cluster
+	var verdicts []state.Verdict
+	byKey := map[string]int{}
+	var failed error
+	for _, i := range stage {
+		s := a.plan.Steps[i]
+		if s.From != "" && s.ObjectKind == "schema" {
+			// The partial copy of a move from s.From to s.Node.
+			js := a.begin(ctx, i)
+			started := time.Now()
+			from, _ := a.env.Topology.Node(s.From)
+			to, _ := a.env.Topology.Node(s.Node)
+			err := AbortMove(ctx, MoveSpec{Shard: s.Shards.From, Schema: s.Object,
+				From: Endpoint{Name: s.From, DSN: from.DSN}, To: Endpoint{Name: s.Node, DSN: to.DSN},
+				LibrarySchema: c.LibrarySchema, Options: a.env.Move}, a.env.Reporter)
+			a.end(ctx, i, js, started, err)
+			if err != nil && failed == nil {
+				failed = err
+			}
+			continue
+		}
+		l, ok := a.leftover(s.Node, s.Object)
+		if !ok {
+			// Gone since the plan was read (an abort above took it): done.
+			a.begin(ctx, i)
+			a.end(ctx, i, nil, time.Now(), nil)
+			continue
+		}
+		byKey[s.Node+"\x00"+s.Object] = i
+		verdicts = append(verdicts, state.Verdict{Node: s.Node, Leftover: l, Drop: true})
+	}
+	if failed != nil || len(verdicts) == 0 {
+		return failed
+	}
+	nodes := map[string]*pgutil.Node{}
+	for _, v := range verdicts {
+		n, err := a.node(ctx, v.Node)
+		if err != nil {
+			return err
+		}
+		nodes[v.Node] = n
+	}
+	sort.SliceStable(verdicts, func(i, j int) bool {
+		return state.KindOrder(verdicts[i].Leftover.Kind) < state.KindOrder(verdicts[j].Leftover.Kind)
+	})
+	starts := map[int]time.Time{}
+	for _, v := range verdicts {
+		i := byKey[v.Node+"\x00"+v.Leftover.Name]
+		a.begin(ctx, i)
+		starts[i] = time.Now()
+	}
+	outcomes, err := CleanupAll(ctx, nodes, verdicts, CleanupSpec{
+		RetainOld: c.CleanupAfter, Now: a.env.Now, LibrarySchema: c.LibrarySchema, Naming: c.Naming(),
+	})
+	for _, o := range outcomes {
+		i, ok := byKey[o.Node+"\x00"+o.Leftover.Name]
+		if !ok {
+			continue
+		}
+		stepErr := o.Err
+		if stepErr == nil && !o.Dropped && o.Reason != "" && o.Reason != "already gone" {
+			stepErr = fmt.Errorf("node %s: %s was not dropped: %s", o.Node, o.Leftover, o.Reason)
+		}
+		a.end(ctx, i, nil, starts[i], stepErr)
+		if stepErr != nil && failed == nil {
+			failed = stepErr
+		}
+	}
+	if failed == nil {
+		failed = err
+	}
+	return failed
+}
+
+func (a *applier) leftover(node, name string) (state.Leftover, bool) {
+	n := a.env.Live.Node(node)
+	if n == nil {
+		return state.Leftover{}, false
+	}
+	for _, l := range n.Leftovers {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return state.Leftover{}, false
+}
