@@ -158,6 +158,9 @@ type move struct {
 	step   *state.Step
 
 	src, dst *pgutil.Node
+	// flusher is a second session on the source that flushes its WAL
+	// during the cutover (see tryCutover).
+	flusher  *pgutil.Node
 	srcMajor int
 
 	tables  []table    // the shard's tables on the source

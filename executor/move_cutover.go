@@ -113,6 +113,12 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 	if err := prepare(conn.Conn); err != nil {
 		return cutoverResult{}, err
 	}
+	flusher, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	if err != nil {
+		return cutoverResult{}, err
+	}
+	defer func() { flusher.Close() }()
+	m.flusher = flusher
 	m.warm(ctx, conn)
 	var lastErr error
 	for attempt := 1; ; attempt++ {
@@ -185,8 +191,11 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 	}
 	// The server's clock after the lock and at the end of the message tell
 	// when the lock was granted: the pause starts there, not when the reply
-	// arrives.
-	lsnAt := add("SELECT pg_catalog.pg_current_wal_lsn()::text, extract(epoch FROM clock_timestamp())::text")
+	// arrives. The target is the insert position, the end of the last
+	// record: every commit of the shard's writers ends at or before it. The
+	// write position would not do: it can stop at a page boundary inside a
+	// record, a point the walsender never reports.
+	lsnAt := add("SELECT pg_catalog.pg_current_wal_insert_lsn()::text, extract(epoch FROM clock_timestamp())::text")
 	seqAt := -1
 	if len(m.seqs) > 0 {
 		values := make([]string, len(m.seqs))
@@ -236,6 +245,22 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 		m.rollback(conn)
 		return res, err
 	}
+
+	// The walsender only sends WAL that is flushed, and WAL inserted but not
+	// flushed (aborted transactions, catalog housekeeping, asynchronous
+	// commits) waits for the WAL writer, up to wal_writer_delay (200 ms by
+	// default). A transaction on another session that writes WAL flushes
+	// everything before its commit, so the target is sendable at once. A
+	// transactional logical message writes no table and reaches no
+	// subscriber (pgoutput forwards messages only when asked to).
+	nudged := make(chan struct{})
+	go func() {
+		defer close(nudged)
+		if m.flusher != nil && !m.flusher.Conn.IsClosed() {
+			m.flusher.Conn.Exec(ctx, "SELECT pg_catalog.pg_logical_emit_message(true, 'pgms', 'cutover')") //nolint:errcheck // only a shortcut: the WAL writer flushes anyway
+		}
+	}()
+	defer func() { <-nudged }()
 
 	deadline := locked.Add(m.opts.MaxPause)
 	for {

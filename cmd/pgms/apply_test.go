@@ -33,7 +33,6 @@ func freshCluster(t *testing.T) []pgtest.DB {
 	return dbs
 }
 
-
 func topologyWith(migrate, shards string) string {
 	return fmt.Sprintf(`cluster {
   migrate_command = [%q]
