@@ -8,7 +8,7 @@ DEMO_DIR := .demo
 # 2-core machine.
 TEST_P   ?= 2
 
-.PHONY: all build demo demo-stop test test-short vet bench bench-discovery clean
+.PHONY: all build demo demo-stop test test-short vet bench bench-discovery bench-plan bench-rebalance bench-move clean
 
 all: build
 
@@ -34,10 +34,20 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: the benchmarks that print numbers with their baselines
-bench: bench-discovery
+bench: bench-discovery bench-plan bench-rebalance bench-move
 
 bench-discovery:
 	$(GO) run ./internal/bench/discovery
+
+bench-plan:
+	$(GO) run ./internal/bench/plan
+
+bench-rebalance:
+	$(GO) run ./internal/bench/rebalance
+
+# MOVE_ARGS, e.g. "-size 400MB -moves 3", tunes the move benchmark.
+bench-move:
+	$(GO) run ./internal/bench/move $(MOVE_ARGS)
 
 clean:
 	rm -rf bin
