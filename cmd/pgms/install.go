@@ -13,6 +13,7 @@ func init() { register(newInstallCommand) }
 func newInstallCommand() *cobra.Command {
 	var (
 		nodes          nodeFlags
+		configPath     string
 		prefix         string
 		digits         int
 		allowDowngrade bool
@@ -26,16 +27,30 @@ node, or upgrades it in place. It is idempotent: re-running it, or running a
 newer pgms over an older library (pg-microsharding's included), keeps the list
 of active shards.`,
 		Example: `  pgms install --dsn postgres://admin@db1/app --dsn postgres://admin@db2/app
-  PGMS_DSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms install`,
+  PGMS_DSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms install
+  pgms install --config topology/   # every node of the topology, with its naming`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dsns, err := nodes.resolve()
-			if err != nil {
-				return err
-			}
 			opts := sql.Options{Schema: nodes.schema, AllowDowngrade: allowDowngrade}
 			if cmd.Flags().Changed("schema-prefix") || cmd.Flags().Changed("schema-digits") {
 				opts.Naming = &sql.Naming{Prefix: prefix, Digits: digits}
+			}
+			var dsns []string
+			if configPath != "" {
+				t, err := loadTopology(cmd.ErrOrStderr(), configPath)
+				if err != nil {
+					return err
+				}
+				for _, n := range t.Nodes {
+					dsns = append(dsns, n.DSN)
+				}
+				naming := t.Cluster.Naming()
+				opts.Schema, opts.Naming = t.Cluster.LibrarySchema, &naming
+			} else {
+				var err error
+				if dsns, err = nodes.resolve(); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			conns, errs := connectAll(ctx, dsns)
@@ -72,6 +87,7 @@ of active shards.`,
 		},
 	}
 	nodes.add(cmd)
+	cmd.Flags().StringVar(&configPath, "config", "", "install on every node of these topology files, with their library schema and naming")
 	cmd.Flags().StringVar(&prefix, "schema-prefix", sql.DefaultNaming.Prefix, "shard schema name prefix (changing it on a node with active shards is refused)")
 	cmd.Flags().IntVar(&digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "let an older pgms replace a newer library")

@@ -107,3 +107,23 @@ func TestInstallWrongDSN(t *testing.T) {
 		t.Errorf("malformed DSN: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
+
+func TestInstallFromTopology(t *testing.T) {
+	dbs := freshCluster(t)
+	dir := t.TempDir()
+	writeTopology(t, dir, "t.pgms.hcl", `cluster {
+  schema_prefix  = "part_"
+  schema_digits  = 3
+  library_schema = "sharding lib"
+}
+node "a" { dsn = env("PGMS_DSN_A") }
+node "b" { dsn = env("PGMS_DSN_B") }
+`)
+	r := pgms(t, "", "install", "--config", dir).must(t)
+	if strings.Count(r.stdout, `in schema sharding lib`) != 2 {
+		t.Fatalf("install output:\n%s", r.stdout)
+	}
+	if got := count1(t, dbs[1].DSN, `SELECT "sharding lib".microsharding_schema_name_(7)`); got != "part_007" {
+		t.Errorf("naming on b: %s", got)
+	}
+}
