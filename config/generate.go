@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/pgms-dev/pgms/internal/units"
 )
 
 // Generate writes t as the content of one topology file in canonical
@@ -88,7 +89,7 @@ func clusterBlock(t *Topology) *hclwrite.Block {
 	str("weight_sql", c.WeightSQL, "")
 	str("deactivate_sql", c.DeactivateSQL, "")
 	if c.CleanupAfter != 0 && c.CleanupAfter != def.CleanupAfter {
-		b.SetAttributeValue("cleanup_after", cty.StringVal(formatDuration(c.CleanupAfter)))
+		b.SetAttributeValue("cleanup_after", cty.StringVal(units.FormatDuration(c.CleanupAfter)))
 	}
 	str("library_schema", c.LibrarySchema, def.LibrarySchema)
 	first := ""
@@ -102,19 +103,6 @@ func clusterBlock(t *Topology) *hclwrite.Block {
 		return nil
 	}
 	return block
-}
-
-// formatDuration writes d without the zero minutes and seconds that
-// time.Duration.String adds ("168h", not "168h0m0s").
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // exprTokens turns expression source text into tokens; nil when src is

@@ -70,7 +70,7 @@ confirmation ("yes") on a terminal; --yes skips the question for pipelines,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if retain < 0 {
-				return fmt.Errorf("--retain=%s: a retention cannot be negative", durationText(retain))
+				return fmt.Errorf("--retain=%s: a retention cannot be negative", units.FormatDuration(retain))
 			}
 			dsns, err := nodes.resolve()
 			if err != nil {
@@ -195,7 +195,7 @@ func failedNodes(failed, total int) error {
 // renderCleanup lists per node what cleanup drops and what it keeps, and
 // returns how many objects it drops.
 func renderCleanup(w io.Writer, live *state.Cluster, verdicts []state.Verdict, retain time.Duration) int {
-	fmt.Fprintf(w, "Cleanup of %s; renamed move sources are kept for %s.\n", plural(len(live.Nodes), "node"), durationText(retain))
+	fmt.Fprintf(w, "Cleanup of %s; renamed move sources are kept for %s.\n", plural(len(live.Nodes), "node"), units.FormatDuration(retain))
 	byNode := map[string][]state.Verdict{}
 	for _, v := range verdicts {
 		byNode[v.Node] = append(byNode[v.Node], v)
@@ -268,18 +268,6 @@ func sizeNote(l state.Leftover) string {
 		return units.FormatBytes(float64(l.RetainedBytes)) + " WAL"
 	}
 	return ""
-}
-
-// durationText drops the zero minutes and seconds Go prints: 168h, 1h30m.
-func durationText(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func droppedNote(o executor.Outcome) string {

@@ -4,16 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
+
+	"github.com/pgms-dev/pgms/internal/pgbin"
 )
 
 // Binaries locates one PostgreSQL installation's server programs.
 type Binaries struct {
-	Dir     string // holds initdb, postgres, pg_dump, …
+	Dir     string // holds initdb, postgres, pg_ctl, …
 	Version int    // major version, e.g. 15
 }
 
@@ -21,48 +19,22 @@ type Binaries struct {
 func (b Binaries) Path(program string) string { return filepath.Join(b.Dir, program) }
 
 // ErrNoBinaries says no PostgreSQL server binaries were found.
-var ErrNoBinaries = errors.New("no PostgreSQL server binaries found (looked for initdb and postgres on PATH, in $PGMS_PG_BIN and under /usr/lib/postgresql/*/bin); install them, e.g. apt-get install -y postgresql")
+var ErrNoBinaries = errors.New("no PostgreSQL server binaries found (looked for initdb and postgres in $PGMS_PG_BIN, on PATH and under /usr/lib/postgresql/*/bin); install them, e.g. apt-get install -y postgresql")
 
-var versionOutput = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
-
-// FindBinaries looks for initdb and postgres in $PGMS_PG_BIN, on PATH, then
-// under /usr/lib/postgresql/*/bin, preferring the newest major version there.
+// FindBinaries looks for the server programs where pgbin looks for client
+// programs ($PGMS_PG_BIN, PATH, /usr/lib/postgresql/*/bin newest first):
+// the first initdb with a postgres beside it.
 func FindBinaries() (Binaries, error) {
-	var candidates []string
-	if dir := os.Getenv("PGMS_PG_BIN"); dir != "" {
-		candidates = append(candidates, dir)
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		candidates = append(candidates, filepath.Dir(p))
-	}
-	installed, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(installed, func(i, j int) bool { return majorOf(installed[i]) > majorOf(installed[j]) })
-	candidates = append(candidates, installed...)
-
-	for _, dir := range candidates {
-		if !isExecutable(filepath.Join(dir, "initdb")) || !isExecutable(filepath.Join(dir, "postgres")) {
-			continue
+	initdb, err := pgbin.Find("initdb", 0)
+	if err != nil {
+		if errors.Is(err, pgbin.ErrNotFound) {
+			return Binaries{}, ErrNoBinaries
 		}
-		out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
-		if err != nil {
-			continue
-		}
-		m := versionOutput.FindSubmatch(out)
-		if m == nil {
-			return Binaries{}, fmt.Errorf("cannot read the version of %s from %q", dir, out)
-		}
-		v, _ := strconv.Atoi(string(m[1]))
-		return Binaries{Dir: dir, Version: v}, nil
+		return Binaries{}, fmt.Errorf("%w: %v", ErrNoBinaries, err)
 	}
-	return Binaries{}, ErrNoBinaries
-}
-
-func majorOf(binDir string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return v
-}
-
-func isExecutable(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	dir := filepath.Dir(initdb.Path)
+	if st, err := os.Stat(filepath.Join(dir, "postgres")); err != nil || st.Mode()&0o111 == 0 {
+		return Binaries{}, fmt.Errorf("%w: %s has initdb but no postgres", ErrNoBinaries, dir)
+	}
+	return Binaries{Dir: dir, Version: initdb.Major}, nil
 }

@@ -17,19 +17,7 @@ import (
 // are started with pg_ctl, and StopDetached stops them. Settings go into
 // postgresql.conf so that a later pg_ctl start or stop needs no options.
 func StartDetached(ctx context.Context, dir string, names []string, opts Options) ([]*Server, error) {
-	bins, err := FindBinaries()
-	if err != nil {
-		return nil, err
-	}
-	u, err := resolveServerUser()
-	if err != nil {
-		return nil, err
-	}
-	root := rootDir()
-	if err := prepareRoot(root); err != nil {
-		return nil, err
-	}
-	tmpl, err := template(root, bins, u)
+	l, err := prepareLocal()
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +33,7 @@ func StartDetached(ctx context.Context, dir string, names []string, opts Options
 	}
 	var servers []*Server
 	for _, name := range names {
-		s, err := startDetached(ctx, filepath.Join(abs, name), name, bins, u, tmpl, opts.Settings)
+		s, err := startDetached(ctx, filepath.Join(abs, name), name, l.bins, l.user, l.tmpl, opts.Settings)
 		if err != nil {
 			StopDetached(dir)
 			return nil, err

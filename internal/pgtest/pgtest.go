@@ -85,20 +85,34 @@ func Start(ctx context.Context, n int, opts Options) (*Cluster, error) {
 	return startLocal(ctx, n, opts)
 }
 
+// localSetup is what starting local servers needs: the binaries, the
+// account they run as, the root directory and the initdb template.
+type localSetup struct {
+	bins Binaries
+	user serverUser
+	root string
+	tmpl string
+}
+
+func prepareLocal() (localSetup, error) {
+	var l localSetup
+	var err error
+	if l.bins, err = FindBinaries(); err != nil {
+		return l, err
+	}
+	if l.user, err = resolveServerUser(); err != nil {
+		return l, err
+	}
+	l.root = rootDir()
+	if err := prepareRoot(l.root); err != nil {
+		return l, fmt.Errorf("prepare %s: %w", l.root, err)
+	}
+	l.tmpl, err = template(l.root, l.bins, l.user)
+	return l, err
+}
+
 func startLocal(ctx context.Context, n int, opts Options) (*Cluster, error) {
-	bins, err := FindBinaries()
-	if err != nil {
-		return nil, err
-	}
-	u, err := resolveServerUser()
-	if err != nil {
-		return nil, err
-	}
-	root := rootDir()
-	if err := prepareRoot(root); err != nil {
-		return nil, fmt.Errorf("prepare %s: %w", root, err)
-	}
-	tmpl, err := template(root, bins, u)
+	l, err := prepareLocal()
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +123,7 @@ func startLocal(ctx context.Context, n int, opts Options) (*Cluster, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = startServer(ctx, root, fmt.Sprintf("s%d", i), bins, u, tmpl, opts.Settings)
+			servers[i], errs[i] = startServer(ctx, l.root, fmt.Sprintf("s%d", i), l.bins, l.user, l.tmpl, opts.Settings)
 		}()
 	}
 	wg.Wait()

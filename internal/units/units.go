@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FormatBytes prints a byte count with a binary unit and three significant
@@ -84,4 +85,18 @@ func ParseBytes(s string) (int64, error) {
 		return 0, err
 	}
 	return int64(v), nil
+}
+
+// FormatDuration writes d the way durations are written in topology files
+// and flags, without the zero minutes and seconds time.Duration.String
+// adds: "168h", "1h30m", not "168h0m0s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

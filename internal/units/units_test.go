@@ -1,6 +1,9 @@
 package units
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestFormatBytes(t *testing.T) {
 	tests := []struct {
@@ -41,6 +44,14 @@ func TestParseSize(t *testing.T) {
 		}
 		if !tt.wantErr && (got != tt.want || hasUnit != tt.hasUnit) {
 			t.Errorf("ParseSize(%q) = %v, %v; want %v, %v", tt.in, got, hasUnit, tt.want, tt.hasUnit)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{168 * time.Hour: "168h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s", 2*time.Hour + 3*time.Second: "2h0m3s"} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 }
