@@ -78,7 +78,7 @@ func Compute(in Input) *Plan {
 		plan: &Plan{
 			FormatVersion:     FormatVersion,
 			ConfigFingerprint: in.Desired.Fingerprint(),
-			StateFingerprint:  Fingerprint(Snapshot(in.Live)),
+			StateFingerprint:  in.Live.Fingerprint(),
 			Files:             in.Desired.Files,
 		},
 		shards:      map[int][]presence{},

@@ -408,39 +408,53 @@ func shardNumber(naming sql.Naming, name string) (int, bool) {
 	return shard, err == nil
 }
 
-// Fingerprint is a SHA-256 (hex) of the topology-relevant live state: per
-// node its name, whether it is a standby or unreachable, its library, its
-// shards with their active flags and the kinds and names of its leftovers.
-// Weights, sizes and replication counters are left out: they change all the
-// time without making a plan stale. The result does not depend on the order
-// of nodes, shards or leftovers.
-func (c *Cluster) Fingerprint() string {
-	nodes := append([]*NodeState(nil), c.Nodes...)
-	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	var b strings.Builder
-	b.WriteString("pgms live state v1\n")
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "node %q\n", n.Name)
+// Snapshot describes the topology-relevant live state as sorted lines, one
+// fact each: every node (unreachable, or primary/standby with its address
+// and library version), every shard schema with its active flag, every
+// leftover. Weights, sizes and replication counters are left out: they move
+// all the time without making a plan stale. Two snapshots differ exactly
+// where the cluster changed in a way that matters, so a saved plan can say
+// what changed; the order of nodes, shards and leftovers does not matter.
+func (c *Cluster) Snapshot() []string {
+	var lines []string
+	for _, n := range c.Nodes {
 		if n.Err != nil {
-			b.WriteString(" unreachable\n")
+			lines = append(lines, fmt.Sprintf("node %s: unreachable", n.Name))
 			continue
 		}
-		fmt.Fprintf(&b, " standby %t\n library %t %d\n", n.Standby, n.Library.Installed, n.Library.Version)
-		shards := make([]string, len(n.Shards))
-		for i, s := range n.Shards {
-			shards[i] = fmt.Sprintf(" shard %q %t\n", s.Schema, s.Active)
+		role := "primary"
+		if n.Standby {
+			role = "standby"
 		}
-		sort.Strings(shards)
-		leftovers := make([]string, len(n.Leftovers))
-		for i, l := range n.Leftovers {
-			leftovers[i] = fmt.Sprintf(" leftover %s %q\n", l.Kind, l.Name)
+		lib := "no library"
+		if n.Library.Installed {
+			lib = fmt.Sprintf("library version %d", n.Library.Version)
 		}
-		sort.Strings(leftovers)
-		b.WriteString(strings.Join(shards, ""))
-		b.WriteString(strings.Join(leftovers, ""))
+		lines = append(lines, fmt.Sprintf("node %s: %s at %s, %s", n.Name, role, n.Addr, lib))
+		for _, s := range n.Shards {
+			flag := "inactive"
+			if s.Active {
+				flag = "active"
+			}
+			lines = append(lines, fmt.Sprintf("node %s: shard %s %s", n.Name, s.Schema, flag))
+		}
+		for _, l := range n.Leftovers {
+			lines = append(lines, fmt.Sprintf("node %s: %s %s", n.Name, kindNoun(l.Kind), l.Name))
+		}
 	}
-	sum := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(sum[:])
+	sort.Strings(lines)
+	return lines
+}
+
+// Fingerprint is the SHA-256 (hex) of the Snapshot; an empty cluster has
+// one too.
+func (c *Cluster) Fingerprint() string {
+	h := sha256.New()
+	for _, l := range c.Snapshot() {
+		h.Write([]byte(l))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // CheckActivation returns an error when activating schemas on the node at

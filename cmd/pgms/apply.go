@@ -74,7 +74,7 @@ continue, or are undone when the files no longer ask for them.`,
 			live := refreshTopology(ctx, t, false)
 			p := planner.Compute(planner.Input{Desired: t, Live: live, Now: time.Now(), LibraryVersion: sql.Version})
 			if saved != nil {
-				if changes := saved.Changes(t, planner.Snapshot(live)); len(changes) > 0 {
+				if changes := saved.Changes(t, live.Snapshot()); len(changes) > 0 {
 					return staleError(args[0], changes)
 				}
 				p = saved.Plan

@@ -66,7 +66,7 @@ Exit codes: 0 success, 1 error; with --detailed-exitcode 0 no changes,
 				return withCode(exitError, errReported)
 			}
 			if out != "" {
-				if err := planner.NewFile(p, path, t, planner.Snapshot(live)).Save(out); err != nil {
+				if err := planner.NewFile(p, path, t, live.Snapshot()).Save(out); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "Saved the plan to %s.\n", out)

@@ -58,7 +58,7 @@ refuse such a plan. --offline skips that check.`,
 					return nil
 				}
 			}
-			if changes := f.Changes(t, planner.Snapshot(live)); len(changes) > 0 {
+			if changes := f.Changes(t, live.Snapshot()); len(changes) > 0 {
 				fmt.Fprintf(stderr, "\nWarning: this plan is stale; apply would refuse it. Since it was made:\n")
 				for _, c := range changes {
 					fmt.Fprintf(stderr, "  %s\n", c)
