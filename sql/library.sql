@@ -44,7 +44,7 @@ $guard$;
 CREATE OR REPLACE FUNCTION microsharding_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
 SET search_path FROM CURRENT
-AS $$ SELECT 1; $$;
+AS $$ SELECT 2; $$;
 
 COMMENT ON FUNCTION microsharding_version()
   IS 'Version of the pgms stored-function library installed in this schema.';
@@ -97,6 +97,18 @@ BEGIN
     $sql$, (10 ^ digits)::bigint - 1);
 END;
 $$;
+
+-- Serialises the changes of the active list within the database, until the
+-- end of the transaction. A change reads the list and re-creates the
+-- function holding it; two such read-modify-writes at once would either
+-- fail ("tuple concurrently updated") or, worse, start from the same list.
+-- Every function that changes the list takes this lock before reading it.
+-- pgms's move takes the same key (under its lock_timeout) before calling
+-- them; advisory locks are re-entrant within a session.
+CREATE OR REPLACE FUNCTION microsharding_lock_active_list_() RETURNS void
+LANGUAGE sql
+SET search_path FROM CURRENT
+AS $$ SELECT pg_catalog.pg_advisory_xact_lock(8099562797138010996); $$;
 
 -- Validates a shard range and returns its upper bound (shard_to defaults to
 -- shard_from). lpad() silently truncates wider numbers, so the width check is
@@ -174,6 +186,7 @@ DECLARE
   $sql$;
   existing text[];
 BEGIN
+  PERFORM microsharding_lock_active_list_();
   IF shards IS NULL THEN
     shards := microsharding_active_shards_();
   END IF;
@@ -231,6 +244,7 @@ DECLARE
   missing text;
 BEGIN
   shard_to := microsharding_check_range_(shard_from, shard_to);
+  PERFORM microsharding_lock_active_list_();
   SELECT array_agg(microsharding_schema_name_(n) ORDER BY n) INTO names
   FROM generate_series(shard_from, shard_to) AS n;
   SELECT string_agg(s, ', ' ORDER BY s) INTO missing
@@ -258,9 +272,11 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
   names text[];
-  active text[] := microsharding_active_shards_();
+  active text[];
 BEGIN
   shard_to := microsharding_check_range_(shard_from, shard_to);
+  PERFORM microsharding_lock_active_list_();
+  active := microsharding_active_shards_();
   SELECT COALESCE(array_agg(s ORDER BY s), '{}') INTO names
   FROM generate_series(shard_from, shard_to) AS n,
     LATERAL (SELECT microsharding_schema_name_(n) AS s) x
@@ -293,6 +309,7 @@ DECLARE
   objects text;
 BEGIN
   shard_to := microsharding_check_range_(shard_from, shard_to);
+  PERFORM microsharding_lock_active_list_();
   FOR name IN
     SELECT s.name
     FROM generate_series(shard_from, shard_to) AS g(n),

@@ -453,3 +453,44 @@ func TestDebugFDWAgainstSecondServer(t *testing.T) {
 		t.Errorf("servers left: %s", got)
 	}
 }
+
+// Activations from many sessions at once all land: the changes of the
+// active list are serialised, none fails and none starts from a stale list.
+func TestConcurrentActivations(t *testing.T) {
+	db := pgtest.Database(t)
+	setup := pgtest.Connect(t, db.DSN)
+	if _, err := Install(context.Background(), setup, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, setup, "SELECT microsharding.microsharding_ensure_exist(1, 40)")
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := pgtest.Connect(t, db.DSN)
+			for n := w + 1; n <= 40; n += len(errs) {
+				if _, err := conn.Exec(context.Background(), "SELECT microsharding.microsharding_ensure_active($1)", n); err != nil {
+					errs[w] = err
+					return
+				}
+				if n%3 == 0 {
+					if _, err := conn.Exec(context.Background(), "SELECT microsharding.microsharding_ensure_inactive($1)", n); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := one(t, setup, "SELECT cardinality(microsharding.microsharding_list_active_shards())::text"); got != "27" {
+		t.Errorf("%s shards active, want 27 (40 activated, 13 deactivated)", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -68,7 +69,7 @@ shards "9-10" {
 	if r.code != 0 {
 		t.Fatalf("first apply: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"+ install library version 1 on a", "+ allocate shards 0-4 (sh0000…sh0004) on a", "leave inactive", "Apply finished in"} {
+	for _, want := range []string{fmt.Sprintf("+ install library version %d on a", sql.Version), "+ allocate shards 0-4 (sh0000…sh0004) on a", "leave inactive", "Apply finished in"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, r.stdout)
 		}
