@@ -111,26 +111,45 @@ func (w *Writer) close() {
 var errNoRoute = errors.New("shard active on no node")
 
 // route asks every node whether it serves the shard.
+//
+// The nodes are asked one after the other, so a move's switch can fall
+// between two answers: the source said "active" just before it let go and
+// the destination just after it took over. Two "active" answers prove a
+// violation only if the first node still says "active" after the second
+// did: a shard does not come back to a node within a round trip.
 func (w *Writer) route(ctx context.Context) (*pgx.Conn, error) {
 	var found *pgx.Conn
 	for _, c := range w.conns {
-		var active bool
-		err := c.QueryRow(ctx, "SELECT $1::text IN (SELECT nspname::text FROM pg_catalog.pg_namespace WHERE oid = ANY("+
-			pgx.Identifier{w.cfg.LibrarySchema, "microsharding_list_active_shards"}.Sanitize()+"()))", w.cfg.Schema).Scan(&active)
+		active, err := w.serves(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		if active {
-			if found != nil {
-				w.violation(fmt.Sprintf("%s active on two nodes at once", w.cfg.Schema))
-			}
-			found = c
+		if !active {
+			continue
 		}
+		if found != nil {
+			still, err := w.serves(ctx, found)
+			if err != nil {
+				return nil, err
+			}
+			if still {
+				w.violation(fmt.Sprintf("%s active on two nodes at once (ports %d and %d)", w.cfg.Schema, found.Config().Port, c.Config().Port))
+			}
+		}
+		found = c
 	}
 	if found == nil {
 		return nil, errNoRoute
 	}
 	return found, nil
+}
+
+// serves asks a node whether the shard is active there.
+func (w *Writer) serves(ctx context.Context, c *pgx.Conn) (bool, error) {
+	var active bool
+	err := c.QueryRow(ctx, "SELECT $1::text IN (SELECT nspname::text FROM pg_catalog.pg_namespace WHERE oid = ANY("+
+		pgx.Identifier{w.cfg.LibrarySchema, "microsharding_list_active_shards"}.Sanitize()+"()))", w.cfg.Schema).Scan(&active)
+	return active, err
 }
 
 func (w *Writer) violation(msg string) {
