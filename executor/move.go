@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -90,9 +91,22 @@ type MoveOptions struct {
 	PollInterval time.Duration
 	// PgDump is the pg_dump program to use; default: found by pgbin.
 	PgDump string
-	// Strategy names the copy strategy; "native" (the default) lets the
-	// subscription copy the tables.
+	// Strategy names the copy strategy: "fast" (the default) copies the
+	// tables itself from the slot's exported snapshot, in parallel binary
+	// COPY streams, and builds indexes and constraints after the data;
+	// "native" lets the subscription copy the tables into a destination
+	// that has all its indexes. The fast copy falls back to the native one,
+	// saying why, where it cannot run.
 	Strategy string
+	// CopyWorkers is how many tables the fast copy moves at once, and how
+	// many indexes it builds at once afterwards. Default: the number of
+	// CPUs of this machine, at least 2 and at most 8.
+	CopyWorkers int
+	// CopyRangeBytes: the fast copy splits a table larger than this into
+	// ranges of about this size that workers copy in parallel (sources on
+	// PostgreSQL 14 and later, which scan a range of pages directly).
+	// Default 1 GiB; negative: never split.
+	CopyRangeBytes int64
 }
 
 func (o MoveOptions) withDefaults() MoveOptions {
@@ -112,7 +126,13 @@ func (o MoveOptions) withDefaults() MoveOptions {
 		o.PollInterval = time.Second
 	}
 	if o.Strategy == "" {
-		o.Strategy = "native"
+		o.Strategy = "fast"
+	}
+	if o.CopyWorkers <= 0 {
+		o.CopyWorkers = min(max(runtime.NumCPU(), 2), 8)
+	}
+	if o.CopyRangeBytes == 0 {
+		o.CopyRangeBytes = 1 << 30
 	}
 	return o
 }
@@ -324,6 +344,10 @@ func (m *move) revive(ctx context.Context) error {
 // run takes the move from whatever state it finds to the end.
 func (m *move) run(ctx context.Context) error {
 	err := m.drive(ctx)
+	// Whatever happened, the strategy's own sessions end here: an open
+	// snapshot on the source would hold back its vacuum, and undo must not
+	// find the slot still in use.
+	m.strategy.Release()
 	if err == nil {
 		return nil
 	}
@@ -338,6 +362,16 @@ func (m *move) run(ctx context.Context) error {
 	case !m.touched:
 		return err
 	case errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
+		if k, ok := m.strategy.(interface {
+			keep(context.Context, *move) error
+		}); ok {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+			kerr := k.keep(kctx, m)
+			cancel()
+			if kerr != nil {
+				return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
+			}
+		}
 		m.event(PhaseUndo, EventInfo, "interrupted; replication objects and the destination's copy are kept: run the same move again to continue")
 		return err
 	}
@@ -387,7 +421,11 @@ func (m *move) drive(ctx context.Context) error {
 	case situationStale, situationFresh:
 		m.touched = true
 		if found.situation == situationStale || found.hasArtifacts() {
-			m.event(PhasePreflight, EventInfo, "removing what an earlier, unfinished move of this shard left")
+			msg := "removing what an earlier, unfinished move of this shard left"
+			if found.situation == situationStale {
+				msg = fmt.Sprintf("an earlier run left an unfinished copy on %s without its subscription; the copy cannot continue from where it stopped (its snapshot ended with that run), so it is removed and the copy starts over", m.dst.Name)
+			}
+			m.event(PhasePreflight, EventInfo, msg)
 			if err := m.undo(ctx); err != nil {
 				return err
 			}
@@ -398,7 +436,7 @@ func (m *move) drive(ctx context.Context) error {
 		if err := m.copyDDL(ctx); err != nil {
 			return err
 		}
-		if err := m.phase(ctx, PhaseReplicate, "creating publication, slot and subscription ("+m.strategy.Name()+" copy)"); err != nil {
+		if err := m.phase(ctx, PhaseReplicate, "setting up replication ("+m.strategy.Name()+" copy)"); err != nil {
 			return err
 		}
 		if err := m.strategy.Start(ctx, m); err != nil {

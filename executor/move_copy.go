@@ -36,14 +36,22 @@ type copyStrategy interface {
 	// progress meanwhile. It is also how a resumed move waits for a copy
 	// that an earlier run started.
 	WaitCopied(ctx context.Context, m *move) error
+	// Release ends whatever sessions the strategy still holds; the move
+	// calls it once drive returns, whatever the outcome.
+	Release()
 }
+
+// CopyStrategies are the names MoveOptions.Strategy accepts.
+var CopyStrategies = []string{"fast", "native"}
 
 func newCopyStrategy(name string) (copyStrategy, error) {
 	switch name {
+	case "fast":
+		return &fastCopy{}, nil
 	case "native":
 		return nativeCopy{}, nil
 	}
-	return nil, fmt.Errorf("unknown copy strategy %q (known: native)", name)
+	return nil, fmt.Errorf("unknown copy strategy %q (known: %s)", name, strings.Join(CopyStrategies, ", "))
 }
 
 // nativeCopy lets the subscription copy the tables (copy_data = true): one
@@ -74,6 +82,8 @@ func (nativeCopy) Start(ctx context.Context, m *move) error {
 
 func (nativeCopy) WaitCopied(ctx context.Context, m *move) error { return m.waitSubscriptionReady(ctx) }
 
+func (nativeCopy) Release() {}
+
 // createPublication publishes the shard's tables on the source. It comes
 // before the slot: a slot created earlier makes the stream fail with
 // "publication does not exist".
@@ -98,17 +108,24 @@ func (m *move) createPublication(ctx context.Context) error {
 // makes it wait for ever. The wait is reported, naming the oldest such
 // transaction, so that someone can end it.
 func (m *move) createSlot(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() {
+	err := m.whileSlotCreated(ctx, func() error {
 		_, err := m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", m.slot)
-		done <- err
-	}()
+		return err
+	})
+	return m.interrupted(ctx, pgutil.Wrap(err, "node %s: create replication slot %s", m.src.Name, m.slot))
+}
+
+// whileSlotCreated runs create, which makes the slot, and names the
+// transactions it waits for if it takes long.
+func (m *move) whileSlotCreated(ctx context.Context, create func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- create() }()
 	report := time.NewTimer(5 * time.Second)
 	defer report.Stop()
 	for {
 		select {
 		case err := <-done:
-			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: create replication slot %s", m.src.Name, m.slot))
+			return err
 		case <-report.C:
 			m.reportOldestWriter(ctx)
 			report.Reset(30 * time.Second)

@@ -39,13 +39,30 @@ func (m *move) lag(ctx context.Context, q interface {
 
 // waitLag waits until the replication lag is small enough to try the
 // lock: switching while lag is high would turn the pause into a timeout.
+//
+// A subscription whose apply worker keeps failing never catches up: the
+// wait gives up after maxReplicationErrors failures.
 func (m *move) waitLag(ctx context.Context) error {
 	every := max(m.opts.PollInterval/10, 10*time.Millisecond)
-	var recorded time.Time
+	var recorded, checked time.Time
+	firstErrors := int64(-1)
 	for {
 		lag, err := m.lag(ctx, m.src.Conn)
 		if err != nil {
 			return err
+		}
+		if lag > m.opts.MaxLag && time.Since(checked) >= time.Second {
+			checked = time.Now()
+			var n int64
+			if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
+				return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
+			}
+			if firstErrors < 0 {
+				firstErrors = n
+			}
+			if n-firstErrors >= maxReplicationErrors {
+				return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes (see that server's log for the cause)", m.dst.Name, m.sub, n-firstErrors)
+			}
 		}
 		m.mu.Lock()
 		m.progress.LagBytes = &lag

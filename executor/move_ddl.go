@@ -17,8 +17,15 @@ import (
 
 // copyDDL dumps the shard's schema definition from the source and creates
 // it on the destination in one transaction, marked as an unfinished copy.
+//
+// A strategy that builds indexes and constraints after the data gets the
+// pre-data section only: tables, types, functions, sequences, defaults.
 func (m *move) copyDDL(ctx context.Context) error {
-	script, err := m.dumpSchema(ctx)
+	var args []string
+	if s, ok := m.strategy.(interface{ defersPostData() bool }); ok && s.defersPostData() {
+		args = append(args, "--section=pre-data")
+	}
+	script, err := m.dumpSchema(ctx, args...)
 	if err != nil {
 		return err
 	}
@@ -46,10 +53,10 @@ func (m *move) copyDDL(ctx context.Context) error {
 	return fault.Point(ctx, "move.ddl.end")
 }
 
-// dumpSchema runs pg_dump --schema-only for the shard's schema. The
-// password travels in PGPASSWORD, never on the command line where any user
-// of the machine could read it.
-func (m *move) dumpSchema(ctx context.Context) (string, error) {
+// dumpSchema runs pg_dump --schema-only for the shard's schema, with extra
+// arguments such as a --section. The password travels in PGPASSWORD, never
+// on the command line where any user of the machine could read it.
+func (m *move) dumpSchema(ctx context.Context, extra ...string) (string, error) {
 	program := m.opts.PgDump
 	if program == "" {
 		p, err := pgbin.PgDump(m.srcMajor)
@@ -68,6 +75,7 @@ func (m *move) dumpSchema(ctx context.Context) (string, error) {
 		"--schema=" + pgutil.Quote(m.schema),
 		"--dbname=" + dsn.WithoutPassword(m.spec.From.DSN),
 	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, program, args...)
 	cmd.Env = os.Environ()
 	if cfg.Password != "" {
