@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func newApplyCommand() *cobra.Command {
 		lockTimeout time.Duration
 		maxPause    time.Duration
 		progress    time.Duration
+		copyMode    string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -56,6 +58,9 @@ continue, or are undone when the files no longer ask for them.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if !slices.Contains(executor.CopyStrategies, copyMode) {
+				return fmt.Errorf("--copy=%s: use %s", copyMode, strings.Join(executor.CopyStrategies, " or "))
+			}
 			var saved *planner.File
 			if len(args) == 1 {
 				f, err := planner.LoadFile(args[0])
@@ -100,7 +105,7 @@ continue, or are undone when the files no longer ask for them.`,
 			}
 			return runApply(ctx, out, stderr, t, p, applyOptions{
 				parallelism: parallelism, progress: progress,
-				move: executor.MoveOptions{LockTimeout: lockTimeout, MaxPause: maxPause},
+				move: executor.MoveOptions{LockTimeout: lockTimeout, MaxPause: maxPause, Strategy: copyMode},
 			}, strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
 		},
 	}
@@ -110,6 +115,7 @@ continue, or are undone when the files no longer ask for them.`,
 	cmd.Flags().DurationVar(&lockTimeout, "lock-timeout", 50*time.Millisecond, "longest wait for the cutover lock per attempt (writers queue behind it)")
 	cmd.Flags().DurationVar(&maxPause, "max-pause", 2*time.Second, "write-pause budget of a cutover attempt before it backs off")
 	cmd.Flags().DurationVar(&progress, "progress", 5*time.Second, "interval of progress lines during moves")
+	cmd.Flags().StringVar(&copyMode, "copy", "fast", "how moves copy tables: fast (parallel COPY from the slot's snapshot, indexes built after) or native (the subscription copies them)")
 	return cmd
 }
 

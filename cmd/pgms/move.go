@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,8 +45,12 @@ replication while the application keeps writing, then switches it over:
      replication slots, a primary key (or replica identity) on every table,
      the library installed on both;
   2. the schema definition is copied with pg_dump --schema-only;
-  3. a publication and a slot on the source, a subscription on the
-     destination copy the tables and then stream changes;
+  3. a publication and a slot on the source; the tables are copied from the
+     slot's exported snapshot in parallel COPY streams into tables without
+     indexes, then indexes and constraints are built (--copy=fast, the
+     default), and a subscription on the destination streams the changes
+     made since the snapshot; with --copy=native the subscription copies
+     the tables itself, into their indexes;
   4. once the lag is small, the source's tables are locked (each attempt
      bounded by --lock-timeout, retried with backoff), the destination
      confirms it has every change, the source schema is deactivated and
@@ -83,6 +88,9 @@ its steps are recorded there (see pgms status).`,
 			act, err := parseYesNo("--activate-on-destination", activate)
 			if err != nil {
 				return err
+			}
+			if !slices.Contains(executor.CopyStrategies, opts.Strategy) {
+				return fmt.Errorf("--copy=%s: use %s", opts.Strategy, strings.Join(executor.CopyStrategies, " or "))
 			}
 			if dsn.Name(from) == dsn.Name(to) {
 				return fmt.Errorf("--from and --to name the same database (%s)", dsn.Name(from))
@@ -127,6 +135,8 @@ its steps are recorded there (see pgms status).`,
 	f.StringVar(&publisherDSN, "publisher-dsn", "", "DSN the destination server uses to reach the source, if not --from")
 	f.BoolVar(&opts.KeepOnInterrupt, "keep-on-interrupt", false, "on Ctrl-C before the switch-over, keep the copy and replication objects so that running the command again continues")
 	f.DurationVar(&progressEvery, "progress-every", 5*time.Second, "how often progress lines are printed during the copy")
+	f.StringVar(&opts.Strategy, "copy", "fast", "how the tables are copied: fast (parallel COPY from the slot's snapshot, indexes built after the data) or native (the subscription copies them); fast falls back to native, saying why, where it cannot run")
+	f.IntVar(&opts.CopyWorkers, "copy-workers", 0, "tables copied, and indexes built, at once by the fast copy (default: this machine's CPUs, 2 to 8)")
 	return cmd
 }
 

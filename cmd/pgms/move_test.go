@@ -85,6 +85,9 @@ func TestMoveCrashAtEveryPhase(t *testing.T) {
 		"move.ddl.end",
 		"move.replicate.slot",
 		"move.replicate.end",
+		"move.backfill.table",   // mid-copy: a table copied, others not yet
+		"move.backfill.copied",  // rows copied, no index built
+		"move.backfill.indexed", // indexes built, no subscription
 		"move.backfill.end",
 		"move.catch-up.end",
 		"move.cutover.locked",
@@ -207,7 +210,7 @@ func TestMoveCommand(t *testing.T) {
 	assertMoved(t, a, b)
 
 	r = pgms(t, "", "status", "--dsn", src.DSN).must(t)
-	for _, want := range []string{"Lock: free", "move --shard=1", "succeeded", "write pause", "copy (native): 2/2 tables ready"} {
+	for _, want := range []string{"Lock: free", "move --shard=1", "succeeded", "write pause", "copy (fast): 2/2 tables ready"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
@@ -237,6 +240,7 @@ func TestMoveCommandUsage(t *testing.T) {
 		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h2/a"}, "--activate-on-destination is required"},
 		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h2/a", "--activate-on-destination=maybe"}, "use yes or no"},
 		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h/a", "--activate-on-destination=yes"}, "same database"},
+		{[]string{"move", "--shard=1", "--from=postgres://h/a", "--to=postgres://h2/a", "--activate-on-destination=yes", "--copy=quick"}, "--copy=quick: use fast or native"},
 	} {
 		r := pgms(t, "", tc.args...)
 		if r.code != exitError || !strings.Contains(r.stderr, tc.want) {
@@ -341,4 +345,103 @@ func TestMoveCommandInterrupt(t *testing.T) {
 			t.Errorf("%d leftovers on port %d", n, c.Config().Port)
 		}
 	}
+}
+
+// TestMoveCrashMidCopyUnderChurn kills pgms in the middle of the fast copy
+// while every table of the shard changes on the source (inserts, updates,
+// deletes, cascades), then runs the move again: the second run must
+// discard the partial copy, say so, copy again from a new snapshot, and end
+// with the destination holding exactly the rows of the renamed source.
+func TestMoveCrashMidCopyUnderChurn(t *testing.T) {
+	bin := pgmsBinary(t)
+	dbs := pgtest.Databases(t, 2)
+	src, dst := dbs[0], dbs[1]
+	a, b := pgtest.Connect(t, src.DSN), pgtest.Connect(t, dst.DSN)
+	for _, c := range []*pgx.Conn{a, b} {
+		if _, err := sql.Install(context.Background(), c, sql.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgtest.Exec(t, a, `SELECT microsharding.microsharding_ensure_exist(1);
+		SET search_path = sh0001;
+		CREATE TYPE kind AS ENUM ('a', 'b');
+		CREATE TABLE items (id bigserial PRIMARY KEY, val bigint NOT NULL, note text);
+		CREATE INDEX items_val ON items (val);
+		CREATE TABLE tags (id bigserial PRIMARY KEY, item bigint REFERENCES items ON DELETE CASCADE, tag text);
+		CREATE TABLE "Odd ""T""" (k bigint PRIMARY KEY, kind kind, j jsonb, a int[], g bigint GENERATED ALWAYS AS (k * 3) STORED);
+		CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, what text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+		CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+		INSERT INTO items (val, note) SELECT g, 'n' FROM generate_series(1, 20000) g;
+		INSERT INTO tags (item, tag) SELECT 1 + g % 20000, 't' FROM generate_series(1, 5000) g;
+		INSERT INTO "Odd ""T""" (k, kind, j, a) SELECT g, 'a', jsonb_build_object('g', g), ARRAY[g::int] FROM generate_series(1, 3000) g;
+		INSERT INTO events SELECT g, DATE '2025-06-01' + (g % 400), 'e' FROM generate_series(1, 3000) g;
+		RESET search_path;
+		SELECT microsharding.microsharding_ensure_active(1)`)
+	churn, err := workload.StartChurn(context.Background(), workload.ChurnConfig{
+		DSN: src.DSN, MaxArg: 25000, Interval: 2 * time.Millisecond,
+		Statements: []string{
+			`INSERT INTO sh0001.items (val) VALUES ($1::bigint)`,
+			`UPDATE sh0001.items SET val = val + 1, note = 'u' WHERE id = $1::bigint`,
+			`DELETE FROM sh0001.items WHERE id = $1::bigint`,
+			`INSERT INTO sh0001.tags (item, tag) SELECT id, 'w' FROM sh0001.items WHERE id = $1::bigint`,
+			`DELETE FROM sh0001.tags WHERE id = $1::bigint`,
+			`INSERT INTO sh0001."Odd ""T""" (k, kind, j, a) VALUES ($1::bigint, 'b', '{"w": 1}', ARRAY[1, 2]) ON CONFLICT (k) DO UPDATE SET j = "Odd ""T""".j || '{"u": 2}'`,
+			`DELETE FROM sh0001."Odd ""T""" WHERE k = $1::bigint`,
+			`INSERT INTO sh0001.events VALUES ($1::bigint + 100000, DATE '2025-06-01' + ($1::bigint % 400)::int, 'w')`,
+			`UPDATE sh0001.events SET what = what || '+' WHERE id = $1::bigint`,
+			`DELETE FROM sh0001.events WHERE id = $1::bigint`,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer churn.Stop()
+	logFrom := len(dst.Server.Log())
+	time.Sleep(100 * time.Millisecond)
+
+	cmd := exec.Command(bin, moveArgsFor(src, dst)...)
+	cmd.Env = append(os.Environ(), "PGMS_FAULT=move.backfill.table")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
+		t.Fatalf("pgms was not killed mid-copy: %v\n%s", err, out)
+	}
+	var copied int64
+	b.QueryRow(context.Background(), "SELECT count(*) FROM sh0001.items").Scan(&copied)
+	t.Logf("killed mid-copy; the destination's partial copy holds %d items", copied)
+	time.Sleep(100 * time.Millisecond)
+	out, err = exec.Command(bin, moveArgsFor(src, dst)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("re-run failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "the copy starts over") {
+		t.Errorf("the re-run does not say that the copy starts over:\n%s", out)
+	}
+	ops, errs := churn.Stop()
+	t.Logf("%d changes on the source, errors %v", ops, errs)
+	if ops < 100 {
+		t.Errorf("only %d changes on the source", ops)
+	}
+	var old string
+	if err := a.QueryRow(context.Background(), `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sh0001old%'`).Scan(&old); err != nil {
+		t.Fatalf("no renamed source: %v", err)
+	}
+	for _, tbl := range []string{"items", "tags", `Odd "T"`, "events_2025", "events_2026"} {
+		q := "SELECT count(*) || ' ' || count(DISTINCT x) || ' ' || COALESCE(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM %s x"
+		var ra, rb string
+		a.QueryRow(context.Background(), fmt.Sprintf(q, pgx.Identifier{old, tbl}.Sanitize())).Scan(&ra)
+		b.QueryRow(context.Background(), fmt.Sprintf(q, pgx.Identifier{"sh0001", tbl}.Sanitize())).Scan(&rb)
+		if ra != rb || ra == "" {
+			t.Errorf("%s differs: source %q, destination %q", tbl, ra, rb)
+		}
+	}
+	// The killed run's COPY sessions end with an error on the destination;
+	// anything else is a failure, an apply error above all.
+	for _, l := range strings.Split(dst.Server.Log()[logFrom:], "\n") {
+		if strings.Contains(l, "ERROR:") && !strings.Contains(l, "unexpected EOF on client connection") {
+			t.Errorf("destination log: %s", l)
+		}
+	}
+	assertMoved(t, a, b)
 }
