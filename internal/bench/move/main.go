@@ -1,16 +1,20 @@
 // Command move benchmarks pgms's online shard move on two local servers:
 //
-//	go run ./internal/bench/move [-size 1GB] [-moves 5] [-write-rate 200]
+//	go run ./internal/bench/move [-size 1GB] [-moves 2] [-copy native,fast] [-write-rate 200]
 //
 // It fills a shard of about -size (three tables with a secondary index
-// each), measures the floor of copying that data (a raw COPY TO STDOUT |
-// COPY FROM STDIN per table, all tables in parallel, into the same table
-// definitions), then moves the shard back and forth -moves times with the
-// pgms binary while a writer inserts and updates rows of the shard at
-// -write-rate, routing by the nodes' active lists. It prints the move's wall
-// time, backfill throughput against the floor, the write-pause window and
-// its lock-to-commit core (from the journal), pgms's peak memory, and what
-// the writer saw; at the end it checks that no acknowledged write was lost.
+// each) and measures two floors of copying that data: pg_dump | psql of the
+// shard's schema (what a person would do by hand, one stream, indexes built
+// after the data) and a raw parallel COPY TO STDOUT | COPY FROM STDIN per
+// table into the same table definitions. Then it moves the shard back and
+// forth with the pgms binary, -moves rounds of one move per copy strategy,
+// while a writer inserts and updates rows of the shard at -write-rate,
+// routing by the nodes' active lists. It prints per move the wall time, the
+// backfill against both floors, the write-pause window and its
+// lock-to-commit core (from the journal), CPU time of pgms (its rusage) and
+// of both servers (every process of each postmaster, from /proc), pgms's
+// peak memory, and what the writer saw; at the end it checks that no
+// acknowledged write was lost.
 package main
 
 import (
@@ -34,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgms-dev/pgms/internal/bench/move/workload"
+	"github.com/pgms-dev/pgms/internal/pgbin"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/sql"
@@ -66,7 +71,9 @@ var fill = []struct {
 
 func main() {
 	sizeFlag := flag.String("size", "1GB", "approximate heap size of the shard")
-	moves := flag.Int("moves", 5, "moves to make, alternating direction")
+	moves := flag.Int("moves", 2, "rounds of moves, one move per copy strategy each, alternating direction")
+	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy)")
+	workers := flag.Int("copy-workers", 0, "pgms move --copy-workers (0: pgms's default)")
 	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
 	flag.Parse()
 	size, err := units.ParseBytes(*sizeFlag)
@@ -75,7 +82,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, size, *moves, *rate); err != nil {
+	if err := run(ctx, size, *moves, strings.Split(*copies, ","), *workers, *rate); err != nil {
 		fail(err)
 	}
 }
@@ -89,9 +96,10 @@ type node struct {
 	name string
 	dsn  string
 	conn *pgx.Conn
+	srv  *pgtest.Server
 }
 
-func run(ctx context.Context, size int64, moves, rate int) error {
+func run(ctx context.Context, size int64, moves int, copies []string, workers, rate int) error {
 	tmp, err := os.MkdirTemp("", "pgms-bench-")
 	if err != nil {
 		return err
@@ -124,7 +132,7 @@ func run(ctx context.Context, size int64, moves, rate int) error {
 		if err != nil {
 			return err
 		}
-		n := &node{name: string(rune('a' + i)), dsn: s.DSN("bench")}
+		n := &node{name: string(rune('a' + i)), dsn: s.DSN("bench"), srv: s}
 		if n.conn, err = pgx.Connect(ctx, n.dsn); err != nil {
 			return err
 		}
@@ -156,9 +164,14 @@ func run(ctx context.Context, size int64, moves, rate int) error {
 		return fmt.Errorf("floor copy: %w", err)
 	}
 	floor := min(withIndexes, indexesAfter)
-	floorMBs := float64(info.heap) / floor.Seconds()
-	fmt.Printf("floor: parallel COPY of every table took %v into tables with their indexes, %v with the indexes built after\n\n",
+	fmt.Printf("floor: parallel COPY of every table took %v into tables with their indexes, %v with the indexes built after\n",
 		withIndexes.Round(time.Millisecond), indexesAfter.Round(time.Millisecond))
+	dump, err := dumpRestore(ctx, a, b)
+	if err != nil {
+		return fmt.Errorf("pg_dump | psql: %w", err)
+	}
+	fmt.Printf("floor: pg_dump | psql of the shard took %v (pg_dump and psql %.1f CPU-s, servers %s CPU-s)\n\n",
+		dump.wall.Round(time.Millisecond), dump.clientCPU.Seconds(), cpuText(dump.serverCPU))
 
 	w, err := workload.Start(ctx, workload.Config{
 		DSNs: []string{a.dsn, b.dsn}, Schema: "sh0001", Table: "items",
@@ -170,17 +183,21 @@ func run(ctx context.Context, size int64, moves, rate int) error {
 	defer w.Stop()
 
 	var rows []moveRow
-	for i := 0; i < moves && ctx.Err() == nil; i++ {
+	for i := 0; i < moves*len(copies) && ctx.Err() == nil; i++ {
 		from, to := a, b
 		if i%2 == 1 {
 			from, to = b, a
 		}
+		strategy := copies[i%len(copies)]
+		if err := settle(ctx, from, to); err != nil {
+			return err
+		}
 		before := w.Written()
-		r, err := pgmsMove(ctx, bin, from, to, a)
+		r, err := pgmsMove(ctx, bin, from, to, a, strategy, workers)
 		if err != nil {
 			return fmt.Errorf("move %d: %w", i+1, err)
 		}
-		r.n, r.dir = i+1, from.name+"→"+to.name
+		r.n, r.dir, r.copy = i+1, from.name+"→"+to.name, strategy
 		for _, l := range w.LatenciesFrom(before) {
 			r.writerMax = max(r.writerMax, l)
 		}
@@ -198,7 +215,7 @@ func run(ctx context.Context, size int64, moves, rate int) error {
 		final = a
 	}
 	verifyErr := w.Verify(ctx, final.conn)
-	report(os.Stdout, info, withIndexes, indexesAfter, floor, floorMBs, rate, rows, st, verifyErr)
+	report(os.Stdout, info, floors{raw: floor, withIndexes: withIndexes, indexesAfter: indexesAfter, dump: dump}, copies, rate, rows, st, verifyErr)
 	if verifyErr != nil || len(st.Violations) > 0 {
 		return errors.New("writes were lost or misrouted")
 	}
@@ -259,6 +276,24 @@ func fillShard(ctx context.Context, a *node, size int64) error {
 	return err
 }
 
+// settle gives every move the same start: the source's tables vacuumed
+// (a copy just written has no hint bits set, and the first to read it pays
+// for setting them all, which would burden whichever strategy comes next),
+// autovacuum given nothing to do, and both servers checkpointed.
+func settle(ctx context.Context, from, to *node) error {
+	for _, t := range tableDDL {
+		if _, err := from.conn.Exec(ctx, "VACUUM ANALYZE sh0001."+t.name); err != nil {
+			return err
+		}
+	}
+	for _, n := range []*node{from, to} {
+		if _, err := n.conn.Exec(ctx, "CHECKPOINT"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type shard struct {
 	heap, total, rows int64
 }
@@ -271,11 +306,11 @@ func shardInfo(ctx context.Context, c *pgx.Conn, schema string) (shard, error) {
 }
 
 // copyFloor copies every table of the shard from a to b, all in parallel,
-// each as COPY TO STDOUT piped into COPY FROM STDIN, into tables made from
-// the same definitions. With indexesFirst the secondary indexes exist
-// during the copy (as they do for the move's copy); without, they are built
-// afterwards, one per connection, and the time includes that (as a
-// pg_dump | psql restore does it).
+// each as a binary COPY TO STDOUT piped into COPY FROM STDIN, into tables
+// made from the same definitions, primary keys included. With
+// indexesFirst the secondary indexes exist during the copy (as they do for
+// the native copy); without, they are built afterwards, one per
+// connection, and the time includes that.
 // pgx writes one message per row into the pipe; a 256 KiB buffer in front
 // of it keeps the pipe from turning into millions of tiny transfers.
 func copyFloor(ctx context.Context, a, b *node, indexesFirst bool) (time.Duration, error) {
@@ -335,11 +370,11 @@ func copyTable(ctx context.Context, fromDSN, toDSN, from, to string) error {
 	buf := bufio.NewWriterSize(pw, 256<<10)
 	done := make(chan error, 1)
 	go func() {
-		_, err := dst.PgConn().CopyFrom(ctx, pr, "COPY "+to+" FROM STDIN")
+		_, err := dst.PgConn().CopyFrom(ctx, pr, "COPY "+to+" FROM STDIN (FORMAT binary)")
 		pr.CloseWithError(err)
 		done <- err
 	}()
-	_, err = src.PgConn().CopyTo(ctx, buf, "COPY "+from+" TO STDOUT")
+	_, err = src.PgConn().CopyTo(ctx, buf, "COPY "+from+" TO STDOUT (FORMAT binary)")
 	if err == nil {
 		err = buf.Flush()
 	}
@@ -353,6 +388,7 @@ func copyTable(ctx context.Context, fromDSN, toDSN, from, to string) error {
 type moveRow struct {
 	n         int
 	dir       string
+	copy      string
 	wall      time.Duration
 	backfill  time.Duration
 	bytes     int64
@@ -362,23 +398,32 @@ type moveRow struct {
 	retries   int
 	maxRSS    int64 // bytes
 	writerMax time.Duration
+	pgmsCPU   time.Duration
+	serverCPU time.Duration // both servers, -1 when unknown
 }
 
 // pgmsMove runs the pgms binary and reads the step it recorded in the
 // journal on the state node.
-func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node) (moveRow, error) {
+func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strategy string, workers int) (moveRow, error) {
 	var r moveRow
-	cmd := exec.CommandContext(ctx, bin, "move", "--shard=1", "--from="+from.dsn, "--to="+to.dsn,
-		"--activate-on-destination=yes", "--state-dsn="+stateNode.dsn, "--progress-every=5s")
+	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
+		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=" + strategy}
+	if workers > 0 {
+		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(&out, prefixed(os.Stderr, "  pgms: "))
+	cpu0 := serversCPU(from, to)
 	begin := time.Now()
 	err := cmd.Run()
 	r.wall = time.Since(begin)
+	r.serverCPU = cpuDelta(cpu0, serversCPU(from, to))
 	if err != nil {
 		return r, fmt.Errorf("%v\n%s", err, out.String())
 	}
+	r.pgmsCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024
 	}
@@ -438,28 +483,49 @@ func median(ds []time.Duration) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-func report(w io.Writer, info shard, withIndexes, indexesAfter, floor time.Duration, floorRate float64, rate int, rows []moveRow, st workload.Stats, verifyErr error) {
+// floors are the reference copies of the shard's data.
+type floors struct {
+	raw, withIndexes, indexesAfter time.Duration
+	dump                           dumpRun
+}
+
+func report(w io.Writer, info shard, f floors, copies []string, rate int, rows []moveRow, st workload.Stats, verifyErr error) {
 	fmt.Fprintf(w, "\nshard: %s heap (%s with indexes), %d rows, 3 tables with a secondary index each; writer at %d writes/s\n",
 		units.FormatBytes(float64(info.heap)), units.FormatBytes(float64(info.total)), info.rows, rate)
-	fmt.Fprintf(w, "floor (raw COPY TO | COPY FROM, one stream per table, all in parallel): %v into tables with their indexes, %v with secondary indexes built after; taking %v (%s/s)\n\n",
-		withIndexes.Round(time.Millisecond), indexesAfter.Round(time.Millisecond), floor.Round(time.Millisecond), units.FormatBytes(floorRate))
+	fmt.Fprintf(w, "floor pg_dump | psql (one stream, indexes after): %v; pg_dump and psql %.1f CPU-s, servers %s CPU-s\n",
+		f.dump.wall.Round(time.Millisecond), f.dump.clientCPU.Seconds(), cpuText(f.dump.serverCPU))
+	fmt.Fprintf(w, "floor raw parallel binary COPY (one stream per table, all at once, primary keys in place): %v into tables with their indexes, %v with secondary indexes built after; taking %v\n\n",
+		f.withIndexes.Round(time.Millisecond), f.indexesAfter.Round(time.Millisecond), f.raw.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "move\tdir\twall\tbackfill\tMB/s\trows/s\tof floor\tpause\tcore\tretries\twriter max (whole move)\tpgms peak RSS\t")
+	fmt.Fprintln(tw, "move\tdir\tcopy\twall\tbackfill\tMB/s\t× pg_dump|psql\t× raw COPY\tpgms CPU\tservers CPU\tpause\tcore\tretries\twriter max\tpgms peak RSS\t")
+	byCopy := map[string][]moveRow{}
 	var pauses, cores []time.Duration
-	var ratios []float64
 	for _, r := range rows {
-		mbs := float64(r.bytes) / r.backfill.Seconds() / (1 << 20)
-		ratio := floor.Seconds() / r.backfill.Seconds()
-		ratios = append(ratios, ratio)
+		byCopy[r.copy] = append(byCopy[r.copy], r)
 		pauses, cores = append(pauses, r.pause), append(cores, r.core)
-		fmt.Fprintf(tw, "%d\t%s\t%.1f s\t%.1f s\t%.1f\t%.0f\t%.0f%%\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.wall.Seconds(), r.backfill.Seconds(), mbs,
-			float64(r.rows)/r.backfill.Seconds(), ratio*100, ms(r.pause), ms(r.core), r.retries, ms(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(),
+			float64(r.bytes)/r.backfill.Seconds()/(1<<20), r.backfill.Seconds()/f.dump.wall.Seconds(), r.backfill.Seconds()/f.raw.Seconds(),
+			r.pgmsCPU.Seconds(), cpuText(r.serverCPU), ms(r.pause), ms(r.core), r.retries, ms(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
 	}
 	tw.Flush()
-	slices.Sort(ratios)
+
+	fmt.Fprintln(w)
+	medians := map[string]time.Duration{}
+	for _, c := range copies {
+		rs := byCopy[c]
+		if len(rs) == 0 {
+			continue
+		}
+		var backfills, pgmsCPU, serverCPU []time.Duration
+		for _, r := range rs {
+			backfills, pgmsCPU, serverCPU = append(backfills, r.backfill), append(pgmsCPU, r.pgmsCPU), append(serverCPU, r.serverCPU)
+		}
+		medians[c] = median(backfills)
+		fmt.Fprintf(w, "%s copy: backfill median %.2f s = %.2f× pg_dump | psql, %.2f× raw parallel COPY; pgms CPU median %.2f s, servers %s s\n",
+			c, medians[c].Seconds(), medians[c].Seconds()/f.dump.wall.Seconds(), medians[c].Seconds()/f.raw.Seconds(), median(pgmsCPU).Seconds(), cpuText(median(serverCPU)))
+	}
 	medPause, maxPause := median(pauses), slices.Max(pauses)
-	fmt.Fprintf(w, "\nwrite pause: median %s, max %s; lock to commit: median %s, max %s\n", ms(medPause), ms(maxPause), ms(median(cores)), ms(slices.Max(cores)))
-	fmt.Fprintf(w, "backfill vs floor: median %.0f%% (time of the floor / time of the backfill)\n", ratios[len(ratios)/2]*100)
+	fmt.Fprintf(w, "write pause: median %s, max %s; lock to commit: median %s, max %s\n", ms(medPause), ms(maxPause), ms(median(cores)), ms(slices.Max(cores)))
 	fmt.Fprintf(w, "writer: %d inserts, %d updates acknowledged, %d retried attempts, latency p50 %s p99 %s max %s\n",
 		st.Inserts, st.Updates, st.Retries, ms(st.P50), ms(st.P99), ms(st.Max))
 	lost := "none lost"
@@ -476,5 +542,167 @@ func report(w io.Writer, info shard, withIndexes, indexesAfter, floor time.Durat
 		}
 		return "MISSED"
 	}
-	fmt.Fprintf(w, "targets: median pause < 30 ms: %s; backfill >= 50%% of floor: %s\n", check(medPause < 30*time.Millisecond), check(ratios[len(ratios)/2] >= 0.5))
+	targets := []string{fmt.Sprintf("median pause < 30 ms: %s", check(medPause < 30*time.Millisecond))}
+	if fast, ok := medians["fast"]; ok {
+		targets = append(targets, fmt.Sprintf("fast backfill within 1.15× pg_dump | psql: %s", check(fast.Seconds() <= 1.15*f.dump.wall.Seconds())))
+		if native, ok := medians["native"]; ok {
+			targets = append(targets, fmt.Sprintf("fast ≥ 1.8× faster than native (%.2f×): %s", native.Seconds()/fast.Seconds(), check(native.Seconds() >= 1.8*fast.Seconds())))
+		}
+		var pgmsCPU, serverCPU time.Duration
+		for _, r := range byCopy["fast"] {
+			pgmsCPU += r.pgmsCPU
+			serverCPU += r.serverCPU
+		}
+		if serverCPU > 0 {
+			targets = append(targets, fmt.Sprintf("fast: pgms CPU well under the servers' (%.0f%%): %s", 100*pgmsCPU.Seconds()/serverCPU.Seconds(), check(pgmsCPU*4 < serverCPU)))
+		}
+	}
+	fmt.Fprintf(w, "targets: %s\n", strings.Join(targets, "; "))
+}
+
+// dumpRun is the pg_dump | psql floor.
+type dumpRun struct {
+	wall, clientCPU, serverCPU time.Duration
+}
+
+// dumpRestore copies the shard from a to b the way a person would by hand,
+// pg_dump piped into psql, and drops the copy again.
+func dumpRestore(ctx context.Context, a, b *node) (dumpRun, error) {
+	var r dumpRun
+	var major int
+	if err := a.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+		return r, err
+	}
+	pgDump, err := pgbin.PgDump(major)
+	if err != nil {
+		return r, err
+	}
+	psql, err := pgbin.Find("psql", 0)
+	if err != nil {
+		return r, err
+	}
+	dump := exec.CommandContext(ctx, pgDump.Path, "--schema=sh0001", "--no-publications", "--no-subscriptions", "--dbname="+a.dsn)
+	restore := exec.CommandContext(ctx, psql.Path, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname="+b.dsn)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return r, err
+	}
+	var dumpErr, restoreErr strings.Builder
+	dump.Stdout, dump.Stderr = pw, &dumpErr
+	restore.Stdin, restore.Stdout, restore.Stderr = pr, io.Discard, &restoreErr
+	cpu0 := serversCPU(a, b)
+	begin := time.Now()
+	if err := restore.Start(); err != nil {
+		return r, err
+	}
+	if err := dump.Start(); err != nil {
+		return r, err
+	}
+	pr.Close()
+	pw.Close()
+	errD, errR := dump.Wait(), restore.Wait()
+	r.wall = time.Since(begin)
+	r.serverCPU = cpuDelta(cpu0, serversCPU(a, b))
+	if errD != nil || errR != nil {
+		return r, fmt.Errorf("pg_dump: %v %s; psql: %v %s", errD, dumpErr.String(), errR, restoreErr.String())
+	}
+	for _, p := range []*os.ProcessState{dump.ProcessState, restore.ProcessState} {
+		r.clientCPU += p.UserTime() + p.SystemTime()
+	}
+	_, err = b.conn.Exec(ctx, "DROP SCHEMA sh0001 CASCADE")
+	return r, err
+}
+
+// serversCPU returns the CPU time used so far by every process of the
+// nodes' servers: each postmaster with its reaped children (which includes
+// every backend that has exited) plus its live children. The difference of
+// two readings is what the servers spent in between. Nil when a server's
+// processes cannot be read (servers not started here).
+func serversCPU(nodes ...*node) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	parents := map[int]bool{}
+	for _, n := range nodes {
+		if n.srv == nil || n.srv.DataDir == "" {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(n.srv.DataDir, "postmaster.pid"))
+		if err != nil {
+			return nil
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(data), &pid); err != nil {
+			return nil
+		}
+		parents[pid] = true
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		ppid, own, children, ok := procCPU(pid)
+		switch {
+		case !ok:
+		case parents[pid]:
+			out[pid] += own + children
+		case parents[ppid]:
+			out[pid] += own
+		}
+	}
+	return out
+}
+
+// clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// procCPU reads a process's parent and CPU times from /proc/<pid>/stat.
+func procCPU(pid int) (ppid int, own, children time.Duration, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after its closing parenthesis.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return 0, 0, 0, false
+	}
+	var utime, stime, cutime, cstime int64
+	fmt.Sscan(f[1], &ppid)
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	fmt.Sscan(f[13], &cutime)
+	fmt.Sscan(f[14], &cstime)
+	return ppid, time.Duration(utime+stime) * clockTick, time.Duration(cutime+cstime) * clockTick, true
+}
+
+// cpuDelta is the CPU time spent between two readings; a process that
+// ended in between is counted in its parent's reaped-children time.
+func cpuDelta(before, after map[int]time.Duration) time.Duration {
+	if before == nil || after == nil {
+		return -1
+	}
+	var d time.Duration
+	for pid, t := range after {
+		d += t - before[pid]
+	}
+	for pid, t := range before {
+		if _, ok := after[pid]; !ok {
+			d -= t
+		}
+	}
+	return d
+}
+
+func cpuText(d time.Duration) string {
+	if d < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
 }
