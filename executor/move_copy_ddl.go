@@ -1,26 +1,16 @@
 package executor
 
-import (
-	"cmp"
-	"context"
-	"fmt"
-	"slices"
-	"strings"
-	"sync"
-
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgms-dev/pgms/internal/pgutil"
-)
+import "strings"
 
 // The fast copy creates the destination's tables from pg_dump's pre-data
 // section and, once the rows are in, runs the post-data section: indexes,
 // constraints, triggers, rules, foreign keys. Building an index over
 // finished data sorts once instead of inserting every row into every index,
 // which is where most of a native copy's time goes. The index builds are
-// independent of each other and run in parallel, one per connection; the
-// rest runs after them in the script's order (foreign keys need the unique
-// indexes they reference, attachments need both indexes).
+// independent of each other and run in parallel, one per connection (see
+// backfillJob); the rest runs after them in the script's order (foreign
+// keys need the unique indexes they reference, attachments need both
+// indexes).
 
 // postData is pg_dump's post-data section, split for running.
 type postData struct {
@@ -67,89 +57,6 @@ func parsePostData(script string) postData {
 		}
 	}
 	return pd
-}
-
-// postDataProgress reports the index builds: how many are done and which
-// are running.
-type postDataProgress func(done, total int, running []string)
-
-// runPostData runs a post-data script on the destination: the index builds
-// spread over conns, biggest tables first, then the rest on conns[0].
-func (m *move) runPostData(ctx context.Context, conns []*pgconn.PgConn, pd postData, report postDataProgress) error {
-	builds := slices.Clone(pd.builds)
-	size := map[string]int64{}
-	for _, t := range m.tables {
-		size[t.Name] = t.Bytes
-	}
-	slices.SortStableFunc(builds, func(a, b ddlBuild) int { return cmp.Compare(size[b.table], size[a.table]) })
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		mu      sync.Mutex
-		next    int
-		done    int
-		running = map[string]bool{}
-		wg      sync.WaitGroup
-	)
-	state := func() (int, []string) {
-		names := make([]string, 0, len(running))
-		for n := range running {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		return done, names
-	}
-	for _, conn := range conns[:min(len(conns), max(len(builds), 1))] {
-		wg.Go(func() {
-			lastSetup := ""
-			for ctx.Err() == nil {
-				mu.Lock()
-				if next == len(builds) {
-					mu.Unlock()
-					return
-				}
-				b := builds[next]
-				next++
-				running[b.name] = true
-				d, names := state()
-				mu.Unlock()
-				report(d, len(builds), names)
-				if b.setup != lastSetup {
-					if _, err := conn.Exec(ctx, b.setup).ReadAll(); err != nil {
-						cancel(pgutil.Wrap(err, "node %s: prepare the session for %s", m.dst.Name, b.name))
-						return
-					}
-					lastSetup = b.setup
-				}
-				if _, err := conn.Exec(ctx, b.sql).ReadAll(); err != nil {
-					cancel(pgutil.Wrap(err, "node %s: %s", m.dst.Name, abbreviate(b.sql)))
-					return
-				}
-				mu.Lock()
-				delete(running, b.name)
-				done++
-				d, names = state()
-				mu.Unlock()
-				report(d, len(builds), names)
-			}
-		})
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return m.interrupted(ctx, err)
-	}
-	// The builds left their connections' settings anywhere; the rest
-	// starts from the defaults and replays the script's settings in order.
-	if _, err := conns[0].Exec(ctx, "RESET ALL").ReadAll(); err != nil {
-		return m.interrupted(ctx, pgutil.Wrap(err, "node %s: reset the session", m.dst.Name))
-	}
-	for _, q := range pd.rest {
-		if _, err := conns[0].Exec(ctx, q).ReadAll(); err != nil {
-			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: %s", m.dst.Name, abbreviate(q)))
-		}
-	}
-	return nil
 }
 
 // abbreviate shortens a statement for an error message.
@@ -400,17 +307,4 @@ func scanSQL(s string, fn func(t sqlToken, at int)) {
 			i++
 		}
 	}
-}
-
-// describeBuilds says what the index builds are doing, for progress lines.
-func describeBuilds(done, total int, running []string) string {
-	msg := fmt.Sprintf("building indexes and constraints: %d/%d done", done, total)
-	if len(running) > 0 {
-		quoted := make([]string, len(running))
-		for i, r := range running {
-			quoted[i] = pgutil.Quote(r)
-		}
-		msg += "; building " + strings.Join(quoted, ", ")
-	}
-	return msg
 }

@@ -160,12 +160,8 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := pgutil.Connect(ctx, m.spec.To.DSN)
+	err = m.runBackfill(ctx, nil, nil, nil, 1, func(context.Context) (string, error) { return script, nil })
 	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := m.runPostData(ctx, []*pgconn.PgConn{conn.Conn.PgConn()}, parsePostData(script), func(int, int, []string) {}); err != nil {
 		return err
 	}
 	if err := m.createSlot(ctx); err != nil {
@@ -189,31 +185,15 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 	if len(f.units) > len(f.plan) {
 		parts = fmt.Sprintf(" in %d parts", len(f.units))
 	}
-	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot", len(f.plan), parts, len(f.workers)))
-	if err := m.copyTables(ctx, f.workers, f.plan, f.units); err != nil {
-		return err
-	}
-	if err := fault.Point(ctx, "move.backfill.copied"); err != nil {
-		return err
-	}
-	var dumped dumpResult
-	select {
-	case dumped = <-f.dump:
-	case <-ctx.Done():
-		return fmt.Errorf("%w during the backfill: %w", ErrInterrupted, ctx.Err())
-	}
-	if dumped.err != nil {
-		return dumped.err
-	}
-	pd := parsePostData(dumped.script)
-	m.subPhase(ctx, "indexes", fmt.Sprintf("building %d indexes and constraints, then %d other statements of the definition", len(pd.builds), len(pd.rest)))
-	conns, err := f.destinationSessions(ctx, m, len(pd.builds))
-	if err != nil {
-		return err
-	}
-	err = m.runPostData(ctx, conns, pd, func(done, total int, running []string) {
-		m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseBackfill, Kind: EventProgress,
-			Copy: m.copyProgress(f.plan, 0), Message: describeBuilds(done, total, running), LagBytes: -1})
+	began := time.Now()
+	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
+	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, func(ctx context.Context) (string, error) {
+		select {
+		case dumped := <-f.dump:
+			return dumped.script, dumped.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	})
 	if err != nil {
 		return err
@@ -222,31 +202,12 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 		return err
 	}
 	f.Release()
-	m.subPhase(ctx, "subscribe", "subscribing from the end of the snapshot")
+	m.subPhase(ctx, "subscribe", fmt.Sprintf("rows, indexes and constraints in place after %v; subscribing from the end of the snapshot", time.Since(began).Round(time.Millisecond)))
 	if err := m.createSubscription(ctx, false); err != nil {
 		return err
 	}
 	f.subscribed = true
 	return m.finishFastBackfill(ctx, f.plan)
-}
-
-// destinationSessions returns the workers' destination sessions, plus new
-// ones up to the number of index builds that can run at once.
-func (f *fastCopy) destinationSessions(ctx context.Context, m *move, builds int) ([]*pgconn.PgConn, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for len(f.workers) < max(min(m.opts.CopyWorkers, builds), 1) {
-		dst, err := pgutil.Connect(ctx, m.spec.To.DSN)
-		if err != nil {
-			return nil, err
-		}
-		f.workers = append(f.workers, &copyWorker{dst: dst})
-	}
-	conns := make([]*pgconn.PgConn, len(f.workers))
-	for i, w := range f.workers {
-		conns[i] = w.dst.Conn.PgConn()
-	}
-	return conns, nil
 }
 
 // finishFastBackfill checks that the subscription took every table as

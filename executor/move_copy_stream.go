@@ -9,7 +9,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -203,60 +202,6 @@ func (m *move) copyIn(u copyUnit) string {
 		q += " (" + strings.Join(opts, ", ") + ")"
 	}
 	return q
-}
-
-// copyTables runs the units on the workers, biggest first, reporting
-// progress; each worker ends its snapshot transaction when the units run
-// out.
-func (m *move) copyTables(ctx context.Context, workers []*copyWorker, plan []*tableCopy, units []copyUnit) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int32
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(units) {
-					break
-				}
-				if err := m.copyUnit(ctx, w, units[i]); err != nil {
-					cancel(err)
-					return
-				}
-			}
-			if _, err := execSimple(ctx, w.src.Conn, "COMMIT"); err != nil && ctx.Err() == nil {
-				cancel(pgutil.Wrap(err, "node %s: end a copy transaction", m.src.Name))
-			}
-			w.src.Close()
-		})
-	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	began := time.Now()
-	tick := time.NewTicker(m.opts.PollInterval)
-	defer tick.Stop()
-	lastJournal := began
-	for {
-		select {
-		case <-finished:
-			if err := context.Cause(ctx); err != nil {
-				return m.interrupted(ctx, err)
-			}
-			return nil
-		case now := <-tick.C:
-			p := m.copyProgress(plan, now.Sub(began))
-			m.mu.Lock()
-			m.progress.Bytes, m.progress.Rows, m.progress.Tables = p.Bytes, p.Rows, p.Tables
-			st := m.progress
-			m.mu.Unlock()
-			m.rep.Report(Event{Time: now, Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseBackfill, Kind: EventProgress, Copy: p, LagBytes: -1})
-			if now.Sub(lastJournal) >= 5*time.Second {
-				m.record(ctx, st)
-				lastJournal = now
-			}
-		}
-	}
 }
 
 // copyUnit streams one unit from the source session to the destination
