@@ -18,7 +18,7 @@ import (
 // it:
 //
 //   - the destination gets pg_dump's pre-data section only (DDL phase):
-//     tables without indexes, constraints or triggers;
+//     tables without indexes, keys, foreign keys or triggers;
 //   - Start creates the publication, then the slot over a replication
 //     connection that exports the slot's snapshot, and opens the copy
 //     workers, each in a REPEATABLE READ transaction on that snapshot; the
@@ -26,10 +26,11 @@ import (
 //     (for the post-data section, under the same snapshot) have imported
 //     it;
 //   - WaitCopied streams every table from source to destination with COPY,
-//     binary where that is safe, in parallel; then builds the post-data
-//     section (indexes in parallel); then subscribes with copy_data = false
-//     through the slot, so streaming starts exactly where the snapshot
-//     ends.
+//     binary where that is safe, in parallel, and builds each table's
+//     indexes as soon as its rows are in, then the rest of pg_dump's
+//     post-data section (backfillJob); then it subscribes with copy_data =
+//     false through the slot, so streaming starts exactly where the
+//     snapshot ends.
 //
 // A crash anywhere before the subscription exists leaves a marked copy
 // without subscription: the next run removes it and starts again (the
@@ -177,8 +178,16 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 }
 
 func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
-	if f.native || !f.started {
+	if f.native {
 		return m.waitSubscriptionReady(ctx)
+	}
+	if !f.started {
+		// A subscription found at preflight: an earlier run's, maybe not
+		// streaming yet if that run ended just after creating it.
+		if err := m.waitSubscriptionReady(ctx); err != nil {
+			return err
+		}
+		return m.waitStreaming(ctx)
 	}
 	defer f.Release()
 	parts := ""

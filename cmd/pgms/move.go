@@ -44,13 +44,15 @@ replication while the application keeps writing, then switches it over:
   1. preflight: both nodes primaries, wal_level=logical on the source, free
      replication slots, a primary key (or replica identity) on every table,
      the library installed on both;
-  2. the schema definition is copied with pg_dump --schema-only;
+  2. the schema definition is copied with pg_dump --schema-only (with
+     --copy=fast, the default, without indexes, constraints and triggers:
+     those follow the data);
   3. a publication and a slot on the source; the tables are copied from the
-     slot's exported snapshot in parallel COPY streams into tables without
-     indexes, then indexes and constraints are built (--copy=fast, the
-     default), and a subscription on the destination streams the changes
-     made since the snapshot; with --copy=native the subscription copies
-     the tables itself, into their indexes;
+     slot's exported snapshot in parallel COPY streams, each table's indexes
+     and constraints built once its rows are in, and a subscription on the
+     destination streams the changes made since the snapshot; with
+     --copy=native the subscription copies the tables itself, into their
+     indexes;
   4. once the lag is small, the source's tables are locked (each attempt
      bounded by --lock-timeout, retried with backoff), the destination
      confirms it has every change, the source schema is deactivated and
