@@ -68,6 +68,12 @@ func (nativeCopy) Start(ctx context.Context, m *move) error {
 	if err := fault.Point(ctx, "move.replicate.publication"); err != nil {
 		return err
 	}
+	return m.subscribeCopying(ctx)
+}
+
+// subscribeCopying creates the slot, then a subscription that copies the
+// tables through it; the publication exists.
+func (m *move) subscribeCopying(ctx context.Context) error {
 	if err := m.createSlot(ctx); err != nil {
 		return err
 	}

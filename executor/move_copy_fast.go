@@ -165,16 +165,7 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.createSlot(ctx); err != nil {
-		return err
-	}
-	if err := fault.Point(ctx, "move.replicate.slot"); err != nil {
-		return err
-	}
-	if err := m.createSubscription(ctx, true); err != nil {
-		return err
-	}
-	return fault.Point(ctx, "move.replicate.end")
+	return m.subscribeCopying(ctx)
 }
 
 func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
