@@ -28,6 +28,7 @@ test:
 	@scripts/check-postgres.sh
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags testcontainers ./internal/pgtest
 	PGMS_REQUIRE_POSTGRES=1 $(GO) test -p $(TEST_P) -count=1 -timeout 30m ./...
 
 test-short:
