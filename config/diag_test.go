@@ -2,15 +2,14 @@ package config
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files of the tests")
+	"github.com/pgms-dev/pgms/internal/golden"
+)
 
 // testEnv is the environment env() sees in the tests.
 var testEnv = map[string]string{
@@ -22,24 +21,6 @@ var testEnv = map[string]string{
 func lookupTestEnv(name string) (string, bool) {
 	v, ok := testEnv[name]
 	return v, ok
-}
-
-// golden compares got with the golden file, or rewrites it under -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./config -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs; got:\n%s\nwant:\n%s", path, got, want)
-	}
 }
 
 // warningsOnly are the cases that load, with warnings.
@@ -81,7 +62,7 @@ func TestDiagnostics(t *testing.T) {
 			if strings.Contains(buf.String(), "s3cret") {
 				t.Errorf("a password is printed:\n%s", buf.String())
 			}
-			golden(t, filepath.Join("testdata/diag", name+".golden"), buf.Bytes())
+			golden.Check(t, filepath.Join("testdata/diag", name+".golden"), buf.String())
 		})
 	}
 	if cases < 20 {

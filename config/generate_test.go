@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/pgms-dev/pgms/internal/golden"
 )
 
 // sameTopology compares what two topologies mean: settings, nodes, and the
@@ -55,7 +57,7 @@ func shardMap(rs []ShardRange) map[int]shardState {
 func TestGenerateRoundTrip(t *testing.T) {
 	topo := mustLoad(t, "testdata/good/multi", WithLookupEnv(lookupTestEnv))
 	out := Generate(topo)
-	golden(t, "testdata/generate/multi.golden", out)
+	golden.Check(t, "testdata/generate/multi.golden", string(out))
 	again, diags := LoadSources(map[string][]byte{"generated.pgms.hcl": out}, WithLookupEnv(lookupTestEnv))
 	if len(diags) > 0 {
 		t.Fatalf("%v\n%s", diags, out)
@@ -146,7 +148,7 @@ func TestFormat(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			golden(t, strings.TrimSuffix(f, FileSuffix)+".golden", got)
+			golden.Check(t, strings.TrimSuffix(f, FileSuffix)+".golden", string(got))
 			again, _ := Format(got, f)
 			if string(again) != string(got) {
 				t.Errorf("Format is not idempotent:\n%s\nthen:\n%s", got, again)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/pgms-dev/pgms/internal/golden"
 )
 
 var rewriteEnv = WithLookupEnv(func(name string) (string, bool) {
@@ -80,7 +82,7 @@ func TestRewritePlacement(t *testing.T) {
 			if len(out) == 0 {
 				rendered.WriteString("(no file changes)\n")
 			}
-			golden(t, filepath.Join("testdata/rewrite", tt.name+".golden"), []byte(rendered.String()))
+			golden.Check(t, filepath.Join("testdata/rewrite", tt.name+".golden"), rendered.String())
 
 			// The rewritten files mean exactly the new placement, with
 			// every shard's flags kept.

@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/state"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files with the current output")
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
@@ -356,7 +353,7 @@ func TestScenarios(t *testing.T) {
 				if err := f.r.Render(&buf, p); err != nil {
 					t.Fatal(err)
 				}
-				golden(t, filepath.Join("plan", sc.name+"."+f.ext), buf.String())
+				golden.Check(t, filepath.Join("testdata", "plan", sc.name+"."+f.ext), buf.String())
 			}
 			// Same input, byte-identical plan.
 			var a, b bytes.Buffer
@@ -391,24 +388,5 @@ func TestMarkdownStaysWithinCommentLimit(t *testing.T) {
 	}
 	if !strings.HasPrefix(out, "### pgms plan\n\n**Plan: 10000 to move") || !strings.Contains(out, "truncated") || !strings.HasSuffix(out, "</details>\n") {
 		t.Errorf("truncated markdown malformed: head %q tail %q", out[:80], out[len(out)-200:])
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }

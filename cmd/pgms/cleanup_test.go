@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/sql"
@@ -213,5 +214,5 @@ func TestCleanupRender(t *testing.T) {
 	if count != 4 {
 		t.Errorf("count %d, want 4", count)
 	}
-	golden(t, "cleanup_list.golden", out.String())
+	golden.Check(t, "testdata/cleanup_list.golden", out.String())
 }

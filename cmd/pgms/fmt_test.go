@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgms-dev/pgms/internal/golden"
 )
 
 const messyTopology = `node "a" {
@@ -51,7 +53,7 @@ func TestFmt(t *testing.T) {
 	if r.code != exitError {
 		t.Errorf("--check --diff: exit %d", r.code)
 	}
-	golden(t, "fmt_diff.golden", strings.ReplaceAll(r.stdout, dir, "DIR"))
+	golden.Check(t, "testdata/fmt_diff.golden", strings.ReplaceAll(r.stdout, dir, "DIR"))
 	if readString(t, messy) != messyTopology {
 		t.Fatal("--check changed the file")
 	}

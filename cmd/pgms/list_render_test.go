@@ -1,9 +1,11 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -46,7 +48,7 @@ func TestListRender(t *testing.T) {
 			l.finish()
 			var b strings.Builder
 			l.render(&b)
-			golden(t, tt.name, b.String())
+			golden.Check(t, filepath.Join("testdata", tt.name), b.String())
 		})
 	}
 }

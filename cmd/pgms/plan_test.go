@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
 )
@@ -38,7 +39,7 @@ func importedCluster(t *testing.T) (dir string, dbs []pgtest.DB) {
 func TestImportThenPlanShowsNoChanges(t *testing.T) {
 	dir, _ := importedCluster(t)
 	content, _ := os.ReadFile(filepath.Join(dir, "topology.pgms.hcl"))
-	golden(t, "import_topology.golden", string(content))
+	golden.Check(t, "testdata/import_topology.golden", string(content))
 
 	r := pgms(t, "", "plan", "--config", dir, "-detailed-exitcode")
 	if r.code != 0 || !strings.Contains(r.stdout, planner.NoChanges) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/internal/golden"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
@@ -143,7 +144,7 @@ func TestRebalanceWriteThenPlan(t *testing.T) {
 	}
 	// Sizes vary a little with the server version: the golden file holds
 	// the moves with sizes masked and the diff; the table is checked here.
-	golden(t, "rebalance_bytes.golden",
+	golden.Check(t, "testdata/rebalance_bytes.golden",
 		sizePattern.ReplaceAllString(section(out, "4 moves", "Balanced"), "SIZE")+
 			strings.ReplaceAll(section(out, "--- ", "Nothing written"), dir, "DIR"))
 	for _, want := range []string{
@@ -230,7 +231,7 @@ func TestRebalanceWeightSQL(t *testing.T) {
 	file := writeTopology(t, dir, "topology.pgms.hcl", countedTopology)
 
 	r := pgms(t, "", "rebalance", "--config", dir).must(t)
-	golden(t, "rebalance_counted.golden", strings.ReplaceAll(sizePattern.ReplaceAllString(r.stdout, "SIZE"), dir, "DIR"))
+	golden.Check(t, "testdata/rebalance_counted.golden", strings.ReplaceAll(sizePattern.ReplaceAllString(r.stdout, "SIZE"), dir, "DIR"))
 
 	// Plain-number weights have no byte budget.
 	if r := pgms(t, "", "rebalance", "--config", dir, "--max-bytes", "1MB"); r.code != exitError || !strings.Contains(r.stderr, "--max-bytes needs weights in bytes") {
@@ -339,7 +340,7 @@ shards "5" {
 		}
 		fmt.Fprintf(&got, "%s\n%s\n", label, strings.ReplaceAll(r.stderr, dir, "DIR"))
 	}
-	golden(t, "rebalance_errors.golden", got.String())
+	golden.Check(t, "testdata/rebalance_errors.golden", got.String())
 }
 
 func TestShardList(t *testing.T) {
@@ -447,7 +448,7 @@ shards "9" { node = "d" }
 	}
 	var b strings.Builder
 	rebalanceReport{t: top, live: live, in: in, res: res, s: s}.render(&b)
-	golden(t, "rebalance_report.golden", b.String())
+	golden.Check(t, "testdata/rebalance_report.golden", b.String())
 
 	// Sizes and plain numbers do not compare.
 	top.Cluster.WeightSQL = "SELECT 1"

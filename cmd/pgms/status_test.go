@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -74,6 +76,6 @@ func TestStatusRender(t *testing.T) {
 	} {
 		var b bytes.Buffer
 		renderStatus(&b, statusView{Node: "db1:5432/app", Lock: tc.lock, Runs: tc.runs}, now)
-		golden(t, tc.name, b.String())
+		golden.Check(t, filepath.Join("testdata", tc.name), b.String())
 	}
 }

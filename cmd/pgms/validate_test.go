@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgms-dev/pgms/internal/golden"
 )
 
 func writeTopology(t *testing.T, dir, name, content string) string {
@@ -60,7 +62,7 @@ shards "30-25" { node = "a" }
 	if strings.Contains(r.stderr, "s3cret") {
 		t.Errorf("the password is printed:\n%s", r.stderr)
 	}
-	golden(t, "validate_errors.golden", strings.ReplaceAll(r.stderr, dir, "DIR"))
+	golden.Check(t, "testdata/validate_errors.golden", strings.ReplaceAll(r.stderr, dir, "DIR"))
 }
 
 func TestValidateOneFileAndMissing(t *testing.T) {

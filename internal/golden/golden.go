@@ -1,4 +1,6 @@
-package main
+// Package golden compares rendered output in tests with files under
+// testdata, and rewrites those files when the tests run with -update.
+package golden
 
 import (
 	"flag"
@@ -9,10 +11,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files with the current output")
 
-// golden compares got with testdata/<name>, or rewrites it under -update.
-func golden(t *testing.T, name, got string) {
+// Check compares got with the file at path, or writes got there under
+// -update.
+func Check(t testing.TB, path, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -24,7 +26,7 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
+		t.Fatalf("%v (go test -update creates it)", err)
 	}
 	if string(want) != got {
 		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
