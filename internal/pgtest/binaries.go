@@ -38,3 +38,22 @@ func FindBinaries() (Binaries, error) {
 	}
 	return Binaries{Dir: dir, Version: initdb.Major}, nil
 }
+
+// tool returns the path of a program of this installation that may not sit
+// in Dir: Dir can be a directory of links to just initdb, postgres and
+// pg_ctl (as in /usr/local/bin on some machines), while the installation's
+// own bin directory, where postgres really lives, has every program.
+func (b Binaries) tool(program string) string {
+	p := b.Path(program)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if real, err := filepath.EvalSymlinks(b.Path("postgres")); err == nil {
+		if q := filepath.Join(filepath.Dir(real), program); q != p {
+			if _, err := os.Stat(q); err == nil {
+				return q
+			}
+		}
+	}
+	return p
+}

@@ -72,6 +72,14 @@ type Server struct {
 	settings map[string]string
 	bins     Binaries
 	baseDSN  string // for external servers: how to reach them
+
+	// Standbys (standby.go): a standby knows its primary and slot, so
+	// that removing it frees the slot; a server knows the standbys made
+	// from it, so that removing it removes them first.
+	primary  *Server
+	slot     string
+	standbys []*Server // under mu
+	nstandby int       // standbys started, for default names; under mu
 }
 
 // DSN returns a URL for database on this server as the superuser.
@@ -310,24 +318,29 @@ func startServer(ctx context.Context, root, name string, bins Binaries, u server
 	for k, v := range extra {
 		s.settings[k] = v
 	}
+	if err := s.launchOnFreePort(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start server %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// launchOnFreePort starts the postmaster on a free port, retrying when
+// another process takes the port between picking and binding it.
+func (s *Server) launchOnFreePort(ctx context.Context) error {
 	var lastErr error
 	for attempt := 0; attempt < 8; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.Port = port
-		err = s.launch(ctx)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "already in use") {
+		lastErr = s.launch(ctx)
+		if lastErr == nil || !strings.Contains(lastErr.Error(), "already in use") {
 			break
 		}
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("start server %s: %w", name, lastErr)
+	return lastErr
 }
 
 // launch starts the postmaster on s.Port and waits until it accepts
@@ -474,6 +487,27 @@ func (s *Server) kill() {
 	<-exited
 }
 
+// StopImmediate stops the server the way pg_ctl stop -m immediate does:
+// SIGQUIT makes the postmaster end every backend at once and exit without a
+// shutdown checkpoint, so the next start runs crash recovery. Unlike Crash,
+// the postmaster itself takes the server down.
+func (s *Server) StopImmediate() error {
+	s.mu.Lock()
+	proc, exited := s.proc, s.exited
+	s.mu.Unlock()
+	if proc == nil {
+		return nil
+	}
+	proc.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	s.kill()
+	return fmt.Errorf("server %s did not stop within 10s of SIGQUIT; killed", s.Name)
+}
+
 // Crash kills the server and every backend at once, like a power cut
 // (without the data loss fsync=off would then cause: the OS keeps the pages).
 func (s *Server) Crash() { s.kill() }
@@ -492,7 +526,9 @@ func (s *Server) remove() error {
 	if !s.owned {
 		return nil
 	}
+	s.removeStandbys()
 	err := s.Stop()
+	s.dropSlotOnPrimary()
 	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
 		err = rmErr
 	}
