@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -482,9 +483,65 @@ func (s *Server) kill() {
 	if proc == nil {
 		return
 	}
-	// The postmaster runs in its own process group: kill the backends too.
+	// PostgreSQL makes every child of the postmaster the leader of a
+	// process group of its own, so killing the postmaster's group leaves
+	// the backends running until they notice the postmaster's death, and
+	// meanwhile they still serve (a WAL sender keeps sending) and keep the
+	// shared memory a restart needs free. Stopping the postmaster first
+	// means it forks no child after the list below is taken.
+	syscall.Kill(proc.Pid, syscall.SIGSTOP)
+	children := childrenOf(proc.Pid)
+	for _, pid := range children {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	syscall.Kill(-proc.Pid, syscall.SIGKILL)
 	<-exited
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if !slices.ContainsFunc(children, running) {
+			break
+		}
+	}
+}
+
+// procStat returns the fields of /proc/<pid>/stat after the command name
+// (state, ppid, pgrp, …), or nil if the process is gone.
+func procStat(pid string) []string {
+	stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return nil
+	}
+	// The command name is in parentheses and may hold spaces and
+	// parentheses itself.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(stat[i+1:]))
+}
+
+// childrenOf lists the processes whose parent is ppid.
+func childrenOf(ppid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	want := strconv.Itoa(ppid)
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f := procStat(e.Name()); len(f) > 1 && f[1] == want {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// running reports whether a process exists and is not a zombie. A zombie
+// has released its memory, and an init that does not reap orphans may keep
+// it forever.
+func running(pid int) bool {
+	f := procStat(strconv.Itoa(pid))
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // StopImmediate stops the server the way pg_ctl stop -m immediate does:
