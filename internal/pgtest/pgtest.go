@@ -15,6 +15,8 @@
 // unprivileged account. Everything is stopped and removed when the package's
 // tests end, pass or fail; a test binary killed outright takes its servers
 // with it (parent-death signal) and the next run removes their directories.
+// A test can also make streaming standbys of a server it started, make them
+// synchronous and promote them (standby.go).
 //
 // Other backends, chosen by environment variables:
 //
