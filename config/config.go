@@ -29,7 +29,10 @@ type (
 		Nodes   []Node       // sorted by name
 		Shards  []ShardRange // sorted by From; never overlapping
 		Removed []ShardRange // from removed blocks, sorted by From; Node empty
-		Files   []string     // the files read, sorted
+		// Retired are nodes removed blocks retire (node = "b"), in file
+		// order.
+		Retired []RetiredNode
+		Files   []string // the files read, sorted
 		// Sources maps a file name (as in Files and in every hcl.Range)
 		// to its content, for diagnostics and rewriting.
 		Sources map[string][]byte
@@ -73,6 +76,21 @@ type (
 		MaxConcurrentMoves int     // default 1
 		Capacity           float64 // default 1.0, > 0: relative size for rebalancing
 		DeclRange          hcl.Range
+	}
+
+	// RetiredNode is a node a removed block retires: pgms moves its shards
+	// off as the files place them, then forgets it. Until then it is still
+	// visited, through its registry entry (or DSN when given).
+	RetiredNode struct {
+		Name string
+		// DSN, when given, reaches the node; otherwise the address its
+		// registry entry records is used (with .pgpass, PGPASSWORD …).
+		DSN string
+		// Lost declares the server gone for good: pgms stops visiting it,
+		// and whatever it held is given up.
+		Lost      bool
+		DeclRange hcl.Range
+		NameRange hcl.Range
 	}
 
 	// ShardRange is one shards block (or removed block): the inclusive
@@ -123,6 +141,16 @@ func (t *Topology) Node(name string) (*Node, bool) {
 	for i := range t.Nodes {
 		if t.Nodes[i].Name == name {
 			return &t.Nodes[i], true
+		}
+	}
+	return nil, false
+}
+
+// RetiredNode returns the retired node named name.
+func (t *Topology) RetiredNode(name string) (*RetiredNode, bool) {
+	for i := range t.Retired {
+		if t.Retired[i].Name == name {
+			return &t.Retired[i], true
 		}
 	}
 	return nil, false

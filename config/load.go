@@ -40,7 +40,7 @@ var (
 	shardsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "node"}, {Name: "active"}, {Name: "pinned"},
 	}}
-	removedSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "shards"}}}
+	removedSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "shards"}, {Name: "node"}, {Name: "dsn"}, {Name: "lost"}}}
 
 	// The library's own rule for the prefix (microsharding_set_naming).
 	validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -571,8 +571,24 @@ func (l *loader) removed(b blockIn) {
 	content, diags := b.Body.Content(removedSchema)
 	l.diags = append(l.diags, diags...)
 	attr := content.Attributes["shards"]
+	nodeAttr := content.Attributes["node"]
+	if nodeAttr != nil && !isNull(l.peek(nodeAttr, b.ctx)) {
+		if attr != nil {
+			l.errorf(attr.Range, "Shards and node in one removed block",
+				`A removed block drops shards (shards = "400-410") or retires a node (node = "b"), not both: write two blocks.`)
+			return
+		}
+		l.retired(b, content, nodeAttr)
+		return
+	}
+	for _, name := range []string{"dsn", "lost"} {
+		if a := content.Attributes[name]; a != nil {
+			l.errorf(a.Range, "Unexpected attribute",
+				`%s belongs to a removed block that retires a node (node = "b"); a removed block with shards takes only shards.`, name)
+		}
+	}
 	if attr == nil || isNull(l.peek(attr, b.ctx)) {
-		l.errorf(b.DefRange, "Missing shards", `A removed block names the shards to drop: shards = "400-410".`)
+		l.errorf(b.DefRange, "Missing shards or node", `A removed block names the shards to drop, shards = "400-410", or the node to retire, node = "b".`)
 		return
 	}
 	s, ok := l.str(attr, b.ctx)
@@ -582,6 +598,30 @@ func (l *loader) removed(b blockIn) {
 	if from, to, ok := l.rangeLabel(s, attr.Expr.Range()); ok {
 		l.t.Removed = append(l.t.Removed, ShardRange{From: from, To: to, DeclRange: b.DefRange})
 	}
+}
+
+// retired reads a removed block that retires a node.
+func (l *loader) retired(b blockIn, content *hcl.BodyContent, nodeAttr *hcl.Attribute) {
+	name, ok := l.str(nodeAttr, b.ctx)
+	if !ok {
+		return
+	}
+	r := RetiredNode{Name: name, DeclRange: b.DefRange, NameRange: nodeAttr.Expr.Range()}
+	if a := content.Attributes["dsn"]; a != nil && !isNull(l.peek(a, b.ctx)) {
+		if v, ok := l.eval(a, b.ctx, cty.String, "a string"); ok {
+			r.DSN = v.AsString()
+		}
+	}
+	if a := content.Attributes["lost"]; a != nil {
+		r.Lost, _ = l.boolean(a, b.ctx)
+	}
+	for _, o := range l.t.Retired {
+		if o.Name == name {
+			l.errorf(nodeAttr.Expr.Range(), "Node retired twice", "Node %q is already retired at %s. Keep one removed block for it.", name, Pos(o.DeclRange))
+			return
+		}
+	}
+	l.t.Retired = append(l.t.Retired, r)
 }
 
 // crossCheck validates what spans blocks and files: node references,
@@ -599,9 +639,21 @@ func (l *loader) crossCheck() {
 			"Shards are placed, but there is no node block. Declare the nodes, for example node %q { dsn = env(%q) }.", t.Shards[0].Node, envName(t.Shards[0].Node))
 	case len(names) > 0:
 		for i, r := range t.Shards {
-			if _, ok := l.nodeDecl[r.Node]; !ok {
-				l.errorf(l.shardsNodes[i], "Unknown node", "%s", unknownNode(r.Node, names))
+			if _, ok := l.nodeDecl[r.Node]; ok {
+				continue
 			}
+			if rn, ok := t.RetiredNode(r.Node); ok {
+				l.errorf(l.shardsNodes[i], "Shards on a retired node",
+					"Node %q is retired at %s: no shard can be placed on it. Place these shards on another node; pgms moves them off %s before retiring it.", r.Node, Pos(rn.DeclRange), r.Node)
+				continue
+			}
+			l.errorf(l.shardsNodes[i], "Unknown node", "%s", unknownNode(r.Node, names))
+		}
+	}
+	for _, rn := range t.Retired {
+		if decl, ok := l.nodeDecl[rn.Name]; ok {
+			l.errorf(rn.NameRange, "Node both declared and retired",
+				"Node %q is declared at %s and retired here. Keep the node block to keep the node, or this removed block to retire it, not both.", rn.Name, Pos(decl))
 		}
 	}
 	total := 0

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
@@ -21,12 +20,47 @@ type ActivateOptions struct {
 	// LibrarySchema is the schema of the stored-function library;
 	// sql.DefaultSchema when empty.
 	LibrarySchema string
-	// Cluster, when set, is the live state of the whole cluster. Activate
-	// then refuses shards that are active on another node of it (or that
-	// may be, because a node could not be read): a shard is active on at
-	// most one node. The node being activated is recognised by its
-	// address, so Cluster may name nodes as the topology does.
-	Cluster *state.Cluster
+	// Fleet, when set, lists every node of the cluster. Activate then
+	// claims the shards on the node and, just before activating, reads
+	// every node of the fleet: shards active on another node, claimed by
+	// another run, or on a node that cannot be read are refused (a shard
+	// is active on at most one node). The node being activated is
+	// recognised by its name or its address.
+	Fleet *state.Fleet
+	// Who describes the run in its claims; default this process.
+	Who state.Invocation
+}
+
+// claimRange claims shards from..to on node, for work described by
+// purpose.
+func claimRange(ctx context.Context, node *pgutil.Node, lib string, schemas []string, from, to int, purpose string, who state.Invocation) (*state.Claim, error) {
+	shards := make([]int, 0, to-from+1)
+	for n := from; n <= to; n++ {
+		shards = append(shards, n)
+	}
+	if who.Command == "" {
+		who = state.ThisProcess(purpose, "")
+	}
+	c, err := state.ClaimShards(ctx, state.ClaimSpec{DSN: node.DSN, Node: node.Name, LibrarySchema: lib,
+		Shards: shards, Schemas: schemas, Purpose: purpose + " on " + node.Name, Who: who})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkFleet reads every node of the fleet and refuses an activation of
+// shards from..to on node that would, or could, give one a second home.
+func checkFleet(ctx context.Context, fleet *state.Fleet, node *pgutil.Node, lib string, schemas []string, from, to int) error {
+	shards := make([]int, 0, to-from+1)
+	for n := from; n <= to; n++ {
+		shards = append(shards, n)
+	}
+	f := fleet.With(state.NodeSpec{Name: node.Name, DSN: node.DSN})
+	if f.LibrarySchema == "" {
+		f.LibrarySchema = lib
+	}
+	return f.CheckActivation(ctx, state.ActivationCheck{Target: node.Name, Shards: shards, Schemas: schemas})
 }
 
 // Activate makes shards from..to active on node; every one must exist
@@ -42,12 +76,19 @@ func Activate(ctx context.Context, node *pgutil.Node, from, to int, opts Activat
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if opts.Cluster != nil {
-		if err := opts.Cluster.CheckActivation(dsn.Name(node.DSN), schemas); err != nil {
+	on := node
+	if opts.Fleet != nil {
+		claim, err := claimRange(ctx, node, lib, schemas, from, to, "activate", opts.Who)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
+		defer claim.Release(ctx)
+		if err := checkFleet(ctx, opts.Fleet, node, lib, schemas, from, to); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		on = claim.Node()
 	}
-	if err := ensure(ctx, node, lib, "microsharding_ensure_active", from, to); err != nil {
+	if err := ensure(ctx, on, lib, "microsharding_ensure_active", from, to); err != nil {
 		return nil, pgutil.Wrap(err, "%s", what)
 	}
 	return notIn(schemas, before), nil

@@ -57,15 +57,15 @@ func TestActivateDeactivate(t *testing.T) {
 	// The invariant: shard 1 is active on a, so b may not activate it; b's
 	// own entry in the cluster does not count against it.
 	pgtest.Exec(t, b.Conn, "SELECT microsharding.microsharding_ensure_exist(1); SELECT microsharding.microsharding_ensure_active(4)")
-	live := state.Refresh(ctx, []state.NodeSpec{{Name: "a", DSN: dbs[0].DSN}, {Name: "b", DSN: dbs[1].DSN}}, state.RefreshOptions{})
-	_, err := Activate(ctx, b, 1, 1, ActivateOptions{Cluster: live})
-	if err == nil || !strings.Contains(err.Error(), "activate shard 1 on node "+b.Name+": refusing to activate: sh0001 is active on node a (") {
+	live := &state.Fleet{Nodes: []state.NodeSpec{{Name: a.Name, DSN: dbs[0].DSN}, {Name: b.Name, DSN: dbs[1].DSN}}}
+	_, err := Activate(ctx, b, 1, 1, ActivateOptions{Fleet: live})
+	if err == nil || !strings.Contains(err.Error(), "activate shard 1 on node "+b.Name+": refusing to activate: sh0001 is active on node "+a.Name) {
 		t.Errorf("double activation: %v", err)
 	}
-	if got, err := Activate(ctx, b, 4, 4, ActivateOptions{Cluster: live}); err != nil || got != nil {
+	if got, err := Activate(ctx, b, 4, 4, ActivateOptions{Fleet: live}); err != nil || got != nil {
 		t.Errorf("re-activating b's own shard: %v, %v", got, err)
 	}
-	if got, err := Activate(ctx, a, 1, 2, ActivateOptions{Cluster: live}); err != nil || !reflect.DeepEqual(got, []string{"sh0002"}) {
+	if got, err := Activate(ctx, a, 1, 2, ActivateOptions{Fleet: live}); err != nil || !reflect.DeepEqual(got, []string{"sh0002"}) {
 		t.Errorf("activating on a: %v, %v", got, err)
 	}
 	if active := activeShards(t, b.Conn); !reflect.DeepEqual(active, []string{"sh0004"}) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
@@ -38,9 +37,14 @@ type AllocateSpec struct {
 	// the shards; a node named differently is refused before anything is
 	// created.
 	Naming sql.Naming
-	// Cluster, when set and Activate is, is checked before anything is
-	// created: shards active on another node are refused.
-	Cluster *state.Cluster
+	// Fleet, when set, lists every node of the cluster. Allocate then claims
+	// the range on the node for its whole run and, when it activates,
+	// checks the fleet before creating anything and again just before
+	// activating: shards active on another node, claimed by another run,
+	// or on a node that cannot be read are refused.
+	Fleet *state.Fleet
+	// Who describes the run in its claims; default this process.
+	Who state.Invocation
 	// Stdout and Stderr receive the command's output, each line prefixed
 	// with "[migrate <node>] "; nil discards it.
 	Stdout, Stderr io.Writer
@@ -127,9 +131,18 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 				what, spec.From, schemas[0], want)
 		}
 	}
-	if spec.Activate && spec.Cluster != nil {
-		if err := spec.Cluster.CheckActivation(dsn.Name(node.DSN), schemas); err != nil {
+	on := node
+	if spec.Fleet != nil {
+		claim, err := claimRange(ctx, node, lib, schemas, spec.From, spec.To, "allocate", spec.Who)
+		if err != nil {
 			return res, fmt.Errorf("%s: %w", what, err)
+		}
+		defer claim.Release(ctx)
+		on = claim.Node()
+		if spec.Activate {
+			if err := checkFleet(ctx, spec.Fleet, node, lib, schemas, spec.From, spec.To); err != nil {
+				return res, fmt.Errorf("%s: %w", what, err)
+			}
 		}
 	}
 
@@ -139,7 +152,7 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 		}
 	}
 	announce("create")
-	err = node.Conn.QueryRow(ctx,
+	err = on.Conn.QueryRow(ctx,
 		"SELECT ARRAY(SELECT s::text FROM "+pgutil.Quote(lib, "microsharding_ensure_exist")+"($1, $2) s)",
 		spec.From, spec.To).Scan(&res.Created)
 	if err != nil {
@@ -173,7 +186,13 @@ func Allocate(ctx context.Context, node *pgutil.Node, spec AllocateSpec) (Alloca
 
 	if spec.Activate {
 		announce("activate")
-		if err := ensure(ctx, node, lib, "microsharding_ensure_active", spec.From, spec.To); err != nil {
+		if spec.Fleet != nil {
+			// The migration may have run for minutes: read the fleet again.
+			if err := checkFleet(ctx, spec.Fleet, node, lib, schemas, spec.From, spec.To); err != nil {
+				return res, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		if err := ensure(ctx, on, lib, "microsharding_ensure_active", spec.From, spec.To); err != nil {
 			return res, pgutil.Wrap(err, "%s: activate", what)
 		}
 		res.Activated = notIn(schemas, before)

@@ -244,7 +244,7 @@ func TestAllocateRefusals(t *testing.T) {
 	pgtest.Exec(t, a.Conn, "SELECT microsharding.microsharding_ensure_exist(3); SELECT microsharding.microsharding_ensure_active(3)")
 	bare := openNode(t, pgtest.Databases(t, 1)[0].DSN)
 
-	live := state.Refresh(context.Background(), []state.NodeSpec{{Name: "a", DSN: dbs[0].DSN}, {Name: "b", DSN: dbs[1].DSN}}, state.RefreshOptions{})
+	live := &state.Fleet{Nodes: []state.NodeSpec{{Name: "a", DSN: dbs[0].DSN}, {Name: b.Name, DSN: dbs[1].DSN}}}
 	tests := []struct {
 		name string
 		node *pgutil.Node
@@ -256,7 +256,7 @@ func TestAllocateRefusals(t *testing.T) {
 		{"too wide for the node", b, AllocateSpec{From: 9999, To: 10000}, "does not fit the schema naming"},
 		{"too wide for the naming", b, AllocateSpec{From: 1, To: 100, Naming: sql.Naming{Prefix: "sh", Digits: 2}}, "shard 100 does not fit the schema naming sh00 (the largest is 99)"},
 		{"other naming", b, AllocateSpec{From: 1, To: 2, Naming: sql.Naming{Prefix: "s", Digits: 4}}, `the node names shard 1 "sh0001", the configuration "s0001"`},
-		{"active elsewhere", b, AllocateSpec{From: 2, To: 4, Activate: true, Cluster: live}, "refusing to activate: sh0003 is active on node a ("},
+		{"active elsewhere", b, AllocateSpec{From: 2, To: 4, Activate: true, Fleet: live}, "refusing to activate: sh0003 is active on node a ("},
 		{"no library", bare, AllocateSpec{From: 1, To: 2}, `the microsharding library is missing or incomplete in schema "microsharding" (run pgms install)`},
 	}
 	for _, tt := range tests {
@@ -269,7 +269,7 @@ func TestAllocateRefusals(t *testing.T) {
 		t.Errorf("refused allocations created %v", got)
 	}
 	// The same range inactive is fine.
-	if _, err := Allocate(context.Background(), b, AllocateSpec{From: 2, To: 4, Cluster: live}); err != nil {
+	if _, err := Allocate(context.Background(), b, AllocateSpec{From: 2, To: 4, Fleet: live}); err != nil {
 		t.Errorf("inactive allocation of an active shard elsewhere: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,8 +25,14 @@ type ApplyEnv struct {
 	// Topology gives the nodes' DSNs and the cluster settings.
 	Topology *config.Topology
 	// Live is the state read under the run lock; cleanup steps take their
-	// leftovers from it and activations check it.
+	// leftovers from it.
 	Live *state.Cluster
+	// Fleet is every node activations are checked against: the
+	// topology's and the nodes its registry knows. Moves, allocations and
+	// activations read it just before they activate.
+	Fleet state.Fleet
+	// Who describes the run in the shard claims its steps take.
+	Who state.Invocation
 	// Journal records the steps; nil records nothing.
 	Journal *state.Journal
 	// Parallelism bounds the moves running at once; each node also bounds
@@ -42,6 +49,9 @@ type ApplyEnv struct {
 	Reporter Reporter
 	// Now is the time cleanup retention is measured against.
 	Now time.Time
+	// AfterInstall, when set, runs once the install steps are done (the
+	// caller registers the nodes that got the library).
+	AfterInstall func(context.Context) error
 }
 
 // StepResult is what became of one step.
@@ -143,6 +153,11 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 				}
 			}
 		}
+		if failed == nil && p.Steps[stage[0]].Kind == planner.StepInstall && env.AfterInstall != nil {
+			if err := env.AfterInstall(ctx); err != nil {
+				a.logf("warning: registering the nodes: %s", pgutil.Describe(err))
+			}
+		}
 	}
 	var errs []error
 	for _, r := range a.res {
@@ -177,17 +192,31 @@ func (a *applier) node(ctx context.Context, name string) (*pgutil.Node, error) {
 	if n := a.nodes[name]; n != nil {
 		return n, nil
 	}
-	tn, ok := a.env.Topology.Node(name)
-	if !ok {
-		return nil, fmt.Errorf("node %s is not in the topology", name)
+	d, err := a.dsnOf(name)
+	if err != nil {
+		return nil, err
 	}
-	n, err := pgutil.Connect(ctx, tn.DSN)
+	n, err := pgutil.Connect(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	n.Name = name
 	a.nodes[name] = n
 	return n, nil
+}
+
+// dsnOf returns how to reach a node: the topology's DSN, or for a node
+// that left the files, the one its registry entry gives.
+func (a *applier) dsnOf(name string) (string, error) {
+	if tn, ok := a.env.Topology.Node(name); ok {
+		return tn.DSN, nil
+	}
+	for _, n := range a.env.Fleet.Nodes {
+		if n.Name == name {
+			return n.DSN, nil
+		}
+	}
+	return "", fmt.Errorf("node %s is neither in the topology nor in its registry", name)
 }
 
 func (a *applier) closeNodes() {
@@ -263,6 +292,9 @@ func (a *applier) runOne(ctx context.Context, i int) error {
 
 func (a *applier) do(ctx context.Context, s planner.Step) error {
 	c := a.env.Topology.Cluster
+	if s.Kind == planner.StepRetire {
+		return a.retire(ctx, s)
+	}
 	n, err := a.node(ctx, s.Node)
 	if err != nil {
 		return err
@@ -275,12 +307,12 @@ func (a *applier) do(ctx context.Context, s planner.Step) error {
 	case planner.StepAllocate:
 		_, err := Allocate(ctx, n, AllocateSpec{
 			From: s.Shards.From, To: s.Shards.To, MigrateCommand: c.MigrateCommand, Activate: s.Activate,
-			LibrarySchema: c.LibrarySchema, Naming: c.Naming(), Cluster: a.env.Live,
+			LibrarySchema: c.LibrarySchema, Naming: c.Naming(), Fleet: &a.env.Fleet, Who: a.env.Who,
 			Stdout: a.env.Output, Stderr: a.env.Output,
 		})
 		return err
 	case planner.StepActivate:
-		_, err := Activate(ctx, n, s.Shards.From, s.Shards.To, ActivateOptions{LibrarySchema: c.LibrarySchema, Cluster: a.env.Live})
+		_, err := Activate(ctx, n, s.Shards.From, s.Shards.To, ActivateOptions{LibrarySchema: c.LibrarySchema, Fleet: &a.env.Fleet, Who: a.env.Who})
 		return err
 	case planner.StepDeactivate:
 		_, err := Deactivate(ctx, n, s.Shards.From, s.Shards.To, ActivateOptions{LibrarySchema: c.LibrarySchema})
@@ -290,6 +322,49 @@ func (a *applier) do(ctx context.Context, s planner.Step) error {
 		return err
 	}
 	return fmt.Errorf("step kind %q cannot run here", s.Kind)
+}
+
+// retire checks that a retired node holds nothing any more and removes it
+// from the registry of every node of the topology. A node declared lost is
+// not checked: it cannot be reached.
+func (a *applier) retire(ctx context.Context, s planner.Step) error {
+	c := a.env.Topology.Cluster
+	if rn, ok := a.env.Topology.RetiredNode(s.Node); !ok || !rn.Lost {
+		n, err := a.node(ctx, s.Node)
+		if err != nil {
+			return fmt.Errorf("retire node %s: %w", s.Node, err)
+		}
+		var held []string
+		err = n.Conn.QueryRow(ctx, `SELECT COALESCE(array_agg(nspname::text ORDER BY nspname), '{}') FROM pg_catalog.pg_namespace WHERE starts_with(nspname, $1)`,
+			c.SchemaPrefix).Scan(&held)
+		if err != nil {
+			return pgutil.Wrap(err, "retire node %s: list its schemas", s.Node)
+		}
+		var keep []string
+		for _, name := range held {
+			if _, ok := state.ParseLeftover(state.LeftoverOldSchema, name, c.Naming()); ok {
+				keep = append(keep, name)
+			} else if _, ok := state.ParseLeftover(state.LeftoverNewSchema, name, c.Naming()); ok {
+				keep = append(keep, name)
+			} else if _, ok := state.ShardNumber(c.Naming(), name); ok {
+				keep = append(keep, name)
+			}
+		}
+		if len(keep) > 0 {
+			return fmt.Errorf("retire node %s: it still holds %s; it is not retired (plan again to see what moves them off)", s.Node, strings.Join(keep, ", "))
+		}
+	}
+	var errs []error
+	for _, tn := range a.env.Topology.Nodes {
+		n, err := a.node(ctx, tn.Name)
+		if err == nil {
+			err = state.Unregister(ctx, n.Conn, c.LibrarySchema, s.NodeID)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: forget retired node %s: %w", tn.Name, s.Node, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // runMoves runs the moves of a stage, as many at once as Parallelism and
@@ -349,15 +424,19 @@ func (a *applier) move(ctx context.Context, i int) {
 	c := a.env.Topology.Cluster
 	a.begin(ctx, i)
 	started := time.Now()
-	from, _ := a.env.Topology.Node(s.From)
-	to, _ := a.env.Topology.Node(s.To)
-	spec := MoveSpec{
-		Shard: s.Shards.From, Schema: s.Schemas[0],
-		From: Endpoint{Name: s.From, DSN: from.DSN}, To: Endpoint{Name: s.To, DSN: to.DSN},
-		Activate: s.Activate, KeepInactive: !s.Activate,
-		LibrarySchema: c.LibrarySchema, Options: a.env.Move,
+	from, ferr := a.dsnOf(s.From)
+	to, terr := a.dsnOf(s.To)
+	var res MoveResult
+	err := errors.Join(ferr, terr)
+	if err == nil {
+		spec := MoveSpec{
+			Shard: s.Shards.From, Schema: s.Schemas[0],
+			From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.To, DSN: to},
+			Activate: s.Activate, KeepInactive: !s.Activate,
+			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
+		}
+		res, err = Move(ctx, spec, a.env.Journal, a.env.Reporter)
 	}
-	res, err := Move(ctx, spec, a.env.Journal, a.env.Reporter)
 	a.mu.Lock()
 	if err == nil {
 		a.res[i].Move = &res
@@ -386,11 +465,14 @@ func (a *applier) runCleanup(ctx context.Context, stage []int) error {
 			// The partial copy of a move from s.From to s.Node.
 			js := a.begin(ctx, i)
 			started := time.Now()
-			from, _ := a.env.Topology.Node(s.From)
-			to, _ := a.env.Topology.Node(s.Node)
-			err := AbortMove(ctx, MoveSpec{Shard: s.Shards.From, Schema: s.Object,
-				From: Endpoint{Name: s.From, DSN: from.DSN}, To: Endpoint{Name: s.Node, DSN: to.DSN},
-				LibrarySchema: c.LibrarySchema, Options: a.env.Move}, a.env.Reporter)
+			from, ferr := a.dsnOf(s.From)
+			to, terr := a.dsnOf(s.Node)
+			err := errors.Join(ferr, terr)
+			if err == nil {
+				err = AbortMove(ctx, MoveSpec{Shard: s.Shards.From, Schema: s.Object,
+					From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.Node, DSN: to},
+					LibrarySchema: c.LibrarySchema, Options: a.env.Move, Who: a.env.Who}, a.env.Reporter)
+			}
 			a.end(ctx, i, js, started, err)
 			if err != nil && failed == nil {
 				failed = err

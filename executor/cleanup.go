@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
@@ -40,6 +42,8 @@ type CleanupSpec struct {
 	Naming sql.Naming
 	// Report, when set, is called after each leftover, as it happens.
 	Report func(Outcome)
+	// Who describes the run in the claims cleanup takes.
+	Who state.Invocation
 }
 
 // Outcome is what Cleanup did with one leftover.
@@ -90,13 +94,33 @@ func Cleanup(ctx context.Context, node *pgutil.Node, spec CleanupSpec) (CleanupR
 		return res, fmt.Errorf("cleanup on node %s: %w", node.Name, err)
 	}
 	c.library = version >= 0
+	// Every object is dropped under the claim of its shard on this node:
+	// a shard another run works on is left alone, and no run can start on
+	// it while its leftovers go.
+	held := map[int]string{}
+	if c.library {
+		claim, busy, err := claimFree(ctx, node, c.lib, c.spec.Naming, leftovers, c.spec.Who)
+		if err != nil {
+			return res, fmt.Errorf("cleanup on node %s: %w", node.Name, err)
+		}
+		held = busy
+		if claim != nil {
+			defer claim.Release(ctx)
+			c.node = claim.Node()
+		}
+	}
 	for _, l := range leftovers {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
 		start := time.Now()
-		o := c.one(ctx, l)
+		var o Outcome
+		if why, ok := held[l.Shard]; ok {
+			o = Outcome{Reason: why}
+		} else {
+			o = c.one(ctx, l)
+		}
 		o.Node, o.Leftover, o.Took = node.Name, l, time.Since(start)
 		if o.Err != nil {
 			o.Err = pgutil.Wrap(o.Err, "node %s: drop %s", node.Name, l)
@@ -108,6 +132,47 @@ func Cleanup(ctx context.Context, node *pgutil.Node, spec CleanupSpec) (CleanupR
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// claimFree claims, on node, the shards of the leftovers that no other run
+// holds, and says why the others are left alone.
+func claimFree(ctx context.Context, node *pgutil.Node, lib string, naming sql.Naming, leftovers []state.Leftover, who state.Invocation) (*state.Claim, map[int]string, error) {
+	seen := map[int]bool{}
+	var shards []int
+	for _, l := range leftovers {
+		if !seen[l.Shard] {
+			seen[l.Shard] = true
+			shards = append(shards, l.Shard)
+		}
+	}
+	sort.Ints(shards)
+	if who.Command == "" {
+		who = state.ThisProcess("cleanup", "")
+	}
+	held := map[int]string{}
+	for len(shards) > 0 {
+		schemas := make([]string, len(shards))
+		for i, n := range shards {
+			schemas[i] = naming.SchemaName(n)
+		}
+		c, err := state.ClaimShards(ctx, state.ClaimSpec{DSN: node.DSN, Node: node.Name, LibrarySchema: lib,
+			Shards: shards, Schemas: schemas, Purpose: "cleanup on " + node.Name, Who: who})
+		var busy *state.ClaimHeldError
+		switch {
+		case err == nil:
+			return c, held, nil
+		case errors.As(err, &busy):
+			who := "another run"
+			if busy.Holder != nil {
+				who = "a running " + busy.Holder.String()
+			}
+			held[busy.Shard] = fmt.Sprintf("%s holds shard %d on this node", who, busy.Shard)
+			shards = slices.DeleteFunc(shards, func(n int) bool { return n == busy.Shard })
+		default:
+			return nil, nil, err
+		}
+	}
+	return nil, held, nil
 }
 
 // CleanupAll drops what the verdicts drop, on nodes keyed by the verdicts'
@@ -175,6 +240,8 @@ func (c *cleaner) one(ctx context.Context, l state.Leftover) Outcome {
 			return Outcome{Reason: fmt.Sprintf("renamed less than %s ago", c.spec.RetainOld)}
 		}
 		return c.dropSchema(ctx, l.Name)
+	case state.LeftoverCopy:
+		return c.dropCopy(ctx, l.Name)
 	case state.LeftoverSubscription:
 		return c.dropSubscription(ctx, parsed)
 	case state.LeftoverSlot:
@@ -227,6 +294,26 @@ func (c *cleaner) dropSchema(ctx context.Context, name string) Outcome {
 	return o
 }
 
+// dropCopy drops a partial copy of an interrupted move, checking on the
+// node that it still carries the copy mark and is not active. The verdict
+// that it has a home elsewhere came from the whole cluster; the claim this
+// cleanup holds on the shard keeps any move from committing to it
+// meanwhile.
+func (c *cleaner) dropCopy(ctx context.Context, name string) Outcome {
+	var comment *string
+	err := c.node.Conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = $1", name).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Outcome{Reason: "already gone"}
+	}
+	if err != nil {
+		return Outcome{Err: err}
+	}
+	if comment == nil || !names.IsCopyMark(*comment) {
+		return Outcome{Reason: "no longer marked as an unfinished copy"}
+	}
+	return c.dropSchema(ctx, name)
+}
+
 // dropSubscription disables a subscription, detaches it from its slot and
 // drops it, after checking on the node that it is still orphaned. The slot
 // is left to the slot step on its own node: dropping it through the
@@ -256,7 +343,8 @@ func (c *cleaner) dropSubscription(ctx context.Context, l state.Leftover) Outcom
 	if err != nil {
 		return Outcome{Err: err}
 	}
-	if drop, reason := state.JudgeSubscription(l, exists, active); !drop {
+	// The shard's claim is held by this cleanup: no pgms run works on it.
+	if drop, reason := state.JudgeSubscription(l, exists, active, true); !drop {
 		return Outcome{Reason: reason}
 	}
 	id := pgutil.Quote(l.Name)

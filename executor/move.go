@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,13 +55,22 @@ type MoveSpec struct {
 	// sql.DefaultSchema.
 	LibrarySchema string
 	Options       MoveOptions
+	// Fleet lists the nodes the activation is checked against (a shard is
+	// active on at most one node): the topology's nodes and the nodes its
+	// registry knows. The move adds its own two nodes and the nodes their
+	// registries know.
+	Fleet state.Fleet
+	// Who describes the run in the claims the move takes; default: this
+	// process running "move".
+	Who state.Invocation
 }
 
 // MoveOptions tune a move; zero values take the defaults.
 type MoveOptions struct {
 	// LockTimeout bounds each attempt to lock the shard's tables on the
-	// source. Writers queue behind a waiting lock request, so this is also
-	// the longest a failed attempt can delay them. Default 50ms.
+	// source (the cutover lock). Writers queue behind a waiting lock
+	// request, so this is also the longest a failed attempt can delay
+	// them. Default 50ms, at most MaxCutoverLockTimeout.
 	LockTimeout time.Duration
 	// MaxPause is the write-pause budget: if the destination has not
 	// confirmed the source's WAL position this long after the lock was
@@ -107,20 +115,72 @@ type MoveOptions struct {
 	// PostgreSQL 14 and later, which scan a range of pages directly).
 	// Default 1 GiB; negative: never split.
 	CopyRangeBytes int64
+	// ActivationTimeout bounds how long a committed cutover keeps trying
+	// to activate the shard on the destination: until then the shard is
+	// served by no node. Default 60s.
+	ActivationTimeout time.Duration
+	// CommitResolveTimeout bounds how long the move keeps trying to learn
+	// whether a cutover COMMIT whose reply was lost took effect. Default 5m.
+	CommitResolveTimeout time.Duration
+	// StandbyTimeout bounds the wait, after the cutover commit, for the
+	// source's standbys to confirm it before the shard is activated on the
+	// destination. Default 30s.
+	StandbyTimeout time.Duration
+	// StallTimeout: a replication stream that confirms nothing for this
+	// long (a cut link, a stuck apply worker) stops the move, keeping the
+	// copy so that running the move again continues it. Default 60s.
+	StallTimeout time.Duration
+}
+
+// Defaults of MoveOptions, for flag definitions and documentation.
+const (
+	DefaultCutoverLockTimeout   = 50 * time.Millisecond
+	DefaultMaxPause             = 2 * time.Second
+	DefaultLockAttempts         = 20
+	DefaultMaxLag               = 1 << 20
+	DefaultActivationTimeout    = 60 * time.Second
+	DefaultCommitResolveTimeout = 5 * time.Minute
+	DefaultStandbyTimeout       = 30 * time.Second
+	DefaultStallTimeout         = 60 * time.Second
+	// MaxCutoverLockTimeout is the longest cutover lock wait accepted:
+	// every writer of the shard queues behind a waiting lock request, so
+	// this wait blocks the application as surely as the pause does.
+	MaxCutoverLockTimeout = time.Second
+)
+
+// CheckCutoverLockTimeout refuses a cutover lock wait above the maximum,
+// saying why.
+func CheckCutoverLockTimeout(d time.Duration) error {
+	if d > MaxCutoverLockTimeout {
+		return fmt.Errorf("cutover lock timeout %v is above the maximum of %v: every write to the shard waits behind a waiting lock request, so a longer wait blocks the application for that long; a lock that is not granted in time is simply tried again", d, MaxCutoverLockTimeout)
+	}
+	return nil
 }
 
 func (o MoveOptions) withDefaults() MoveOptions {
 	if o.LockTimeout <= 0 {
-		o.LockTimeout = 50 * time.Millisecond
+		o.LockTimeout = DefaultCutoverLockTimeout
 	}
 	if o.MaxPause <= 0 {
-		o.MaxPause = 2 * time.Second
+		o.MaxPause = DefaultMaxPause
 	}
 	if o.LockAttempts <= 0 {
-		o.LockAttempts = 20
+		o.LockAttempts = DefaultLockAttempts
 	}
 	if o.MaxLag <= 0 {
-		o.MaxLag = 1 << 20
+		o.MaxLag = DefaultMaxLag
+	}
+	if o.ActivationTimeout <= 0 {
+		o.ActivationTimeout = DefaultActivationTimeout
+	}
+	if o.CommitResolveTimeout <= 0 {
+		o.CommitResolveTimeout = DefaultCommitResolveTimeout
+	}
+	if o.StandbyTimeout <= 0 {
+		o.StandbyTimeout = DefaultStandbyTimeout
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
@@ -155,10 +215,18 @@ type MoveResult struct {
 	Pause, Core time.Duration
 	// LockWait is how long the successful attempt waited for its lock.
 	LockWait time.Duration
-	Retries  int
-	Tables   int
-	Bytes    int64 // size of the source tables copied
-	Rows     int64 // rows written by the initial copy on the destination
+	// Blocked is the longest time writers were blocked by any cutover
+	// attempt: lock wait plus time under the lock (for the successful one,
+	// until the shard was active on the destination). It is the figure an
+	// application sees; Pause alone leaves out the wait for the lock.
+	Blocked time.Duration
+	// Outage is how long the shard was served by no node after the
+	// cutover committed (the activation's retries), beyond the pause.
+	Outage  time.Duration
+	Retries int
+	Tables  int
+	Bytes   int64 // size of the source tables copied
+	Rows    int64 // rows written by the initial copy on the destination
 }
 
 // ErrInterrupted wraps the context's error when a move stopped at a safe
@@ -177,11 +245,22 @@ type move struct {
 	rep    Reporter
 	step   *state.Step
 
-	src, dst *pgutil.Node
+	// src and dst are the sessions holding the move's claims of the shard
+	// on each node (see state.ClaimShards): everything the move changes on
+	// a node goes through them, so it happens only while the claim holds.
+	src, dst           *pgutil.Node
+	srcClaim, dstClaim *state.Claim
 	// flusher is a second session on the source that flushes its WAL
 	// during the cutover (see tryCutover).
 	flusher  *pgutil.Node
 	srcMajor int
+	// shape is the fingerprint of the shard's tables and columns on the
+	// source when the copy was set up; the cutover refuses to switch if it
+	// changed (a table created, a column added during the move).
+	shape string
+	// standbys: the source had physical standbys (or named synchronous
+	// ones) when the cutover began, so the activation waits for them.
+	standbys bool
 
 	tables  []table    // the shard's tables on the source
 	seqs    []sequence // the shard's sequences on the source
@@ -198,6 +277,9 @@ type move struct {
 	touched bool
 	// committed: the cutover committed on the source.
 	committed bool
+	// inDoubt: a cutover COMMIT was sent and its outcome could not be
+	// learned; nothing may be undone on a guess.
+	inDoubt bool
 }
 
 type table struct {
@@ -227,8 +309,7 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	if err == nil {
 		err = m.run(ctx)
 	}
-	m.src.Close()
-	m.dst.Close()
+	m.release(ctx)
 	m.res.Total = time.Since(start)
 	m.mu.Lock()
 	m.progress.Total = m.res.Total
@@ -272,6 +353,9 @@ func newMove(spec MoveSpec, rep Reporter) (*move, error) {
 	if m.spec.To.Name == "" {
 		m.spec.To.Name = dsn.Name(spec.To.DSN)
 	}
+	if err := CheckCutoverLockTimeout(m.opts.LockTimeout); err != nil {
+		return nil, err
+	}
 	var err error
 	m.strategy, err = newCopyStrategy(m.opts.Strategy)
 	return m, err
@@ -284,18 +368,18 @@ func orShard(schema string, shard int) string {
 	return fmt.Sprintf("shard %d", shard)
 }
 
-// begin connects to both nodes, names the shard's schema and its
-// replication objects, and opens the step in the journal.
+// begin names the shard's schema and its replication objects, claims the
+// shard on both nodes and opens the step in the journal.
 func (m *move) begin(ctx context.Context, journal *state.Journal) error {
-	if err := m.connect(ctx); err != nil {
-		return err
-	}
 	var err error
 	if m.schema, err = m.shardSchema(ctx); err != nil {
 		return err
 	}
 	m.res.Schema = m.schema
 	m.pub, m.slot, m.sub = names.MovePublication(m.schema), names.MoveSlot(m.schema), names.MoveSubscription(m.schema)
+	if err := m.connect(ctx); err != nil {
+		return err
+	}
 	m.step, err = journal.BeginStep(ctx, state.StepStart{
 		Kind: "move", Shard: m.spec.Shard, Schema: m.schema,
 		Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
@@ -303,40 +387,74 @@ func (m *move) begin(ctx context.Context, journal *state.Journal) error {
 	return err
 }
 
+// connect claims the shard on both nodes; the claims' sessions become the
+// move's connections to them.
 func (m *move) connect(ctx context.Context) error {
+	who := m.spec.Who
+	if who.Command == "" {
+		who = state.ThisProcess("move", "")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var claims [2]*state.Claim
 	var errs [2]error
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); m.src, errs[0] = pgutil.Connect(ctx, m.spec.From.DSN) }()
-	go func() { defer wg.Done(); m.dst, errs[1] = pgutil.Connect(ctx, m.spec.To.DSN) }()
+	for i, ep := range []Endpoint{m.spec.From, m.spec.To} {
+		role := [2]string{"source", "destination"}[i]
+		wg.Go(func() {
+			claims[i], errs[i] = state.ClaimShards(ctx, state.ClaimSpec{
+				DSN: ep.DSN, Node: ep.Name, LibrarySchema: m.lib,
+				Shards: []int{m.spec.Shard}, Schemas: []string{m.schema},
+				Purpose: fmt.Sprintf("move %s → %s (%s)", m.spec.From.Name, m.spec.To.Name, role),
+				Who:     who,
+			})
+		})
+	}
 	wg.Wait()
 	if err := errors.Join(errs[0], errs[1]); err != nil {
-		m.src.Close()
-		m.dst.Close()
+		claims[0].Release(ctx)
+		claims[1].Release(ctx)
 		return err
 	}
-	m.src.Name, m.dst.Name = m.spec.From.Name, m.spec.To.Name
+	m.srcClaim, m.dstClaim = claims[0], claims[1]
+	m.src, m.dst = m.srcClaim.Node(), m.dstClaim.Node()
+	for i, c := range claims {
+		for _, p := range c.Previous {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("took over shard %d on %s from a run whose claim ended: %s; its remaining sessions there were ended",
+				p.Shard, []string{m.spec.From.Name, m.spec.To.Name}[i], p))
+		}
+	}
 	return nil
 }
 
-// revive reopens the node connections that a cancelled query closed (pgx
-// closes a connection whose query is cancelled): undo and finish run after
-// a cancellation and must still reach both nodes.
+// release gives up the claims; the move's connections end with them.
+func (m *move) release(ctx context.Context) {
+	m.srcClaim.Release(ctx)
+	m.dstClaim.Release(ctx)
+}
+
+// revive reopens the claim sessions that a cancelled query, a terminated
+// backend or a restarted server closed: undo and finish run after such
+// failures and must still reach both nodes. A claim is taken back only if
+// no other run held it meanwhile (state.Claim.Reacquire); otherwise the
+// move stops, changing nothing more.
 func (m *move) revive(ctx context.Context) error {
-	for _, n := range []struct {
-		node **pgutil.Node
-		dsn  string
-	}{{&m.src, m.spec.From.DSN}, {&m.dst, m.spec.To.DSN}} {
-		if (*n.node).Conn != nil && !(*n.node).Conn.IsClosed() {
+	for _, c := range []*state.Claim{m.srcClaim, m.dstClaim} {
+		if c == nil {
 			continue
 		}
-		fresh, err := pgutil.Connect(ctx, n.dsn)
-		if err != nil {
+		if n := c.Node(); n.Conn != nil && !n.Conn.IsClosed() {
+			continue
+		}
+		if err := c.Reacquire(ctx); err != nil {
 			return err
 		}
-		fresh.Name = (*n.node).Name
-		(*n.node).Close()
-		*n.node = fresh
+	}
+	if m.srcClaim != nil {
+		m.src = m.srcClaim.Node()
+	}
+	if m.dstClaim != nil {
+		m.dst = m.dstClaim.Node()
 	}
 	return nil
 }
@@ -355,13 +473,17 @@ func (m *move) run(ctx context.Context) error {
 		err = fmt.Errorf("%w: %w", ErrInterrupted, err)
 	}
 	switch {
-	case m.committed && !m.spec.Activate:
+	case errors.Is(err, state.ErrClaimLost):
+		return fmt.Errorf("%w; this run stops here and changes nothing more: whichever run holds the shard now finishes or undoes the move", err)
+	case m.inDoubt:
+		return err
+	case m.committed && !m.spec.Activate && !m.spec.KeepInactive:
 		return fmt.Errorf("%w; the copy is complete on %s as %s, but replication objects may be left: run pgms cleanup, or the same move again (which makes a fresh copy)", err, m.dst.Name, m.res.NewSchema)
 	case m.committed:
 		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
 	case !m.touched:
 		return err
-	case errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
+	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
 		if k, ok := m.strategy.(interface {
 			keep(context.Context, *move) error
 		}); ok {
@@ -372,7 +494,7 @@ func (m *move) run(ctx context.Context) error {
 				return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
 			}
 		}
-		m.event(PhaseUndo, EventInfo, "interrupted; replication objects and the destination's copy are kept: run the same move again to continue")
+		m.event(PhaseUndo, EventInfo, "stopped; the replication objects and the destination's copy are kept: run the same move again to continue")
 		return err
 	}
 	// Undo must finish even though the context that failed may be
@@ -381,9 +503,12 @@ func (m *move) run(ctx context.Context) error {
 	defer cancel()
 	m.setPhase(uctx, PhaseUndo, "removing the subscription, slot, publication and the destination's copy")
 	if uerr := m.undo(uctx); uerr != nil {
+		if errors.Is(uerr, state.ErrClaimLost) {
+			return fmt.Errorf("%w; undo stopped: %w", err, uerr)
+		}
 		return fmt.Errorf("%w; undo failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, uerr)
 	}
-	m.event(PhaseUndo, EventInfo, "undone; the source is unchanged")
+	m.event(PhaseUndo, EventInfo, m.verifyUndone(uctx))
 	return err
 }
 
@@ -391,8 +516,13 @@ func (m *move) drive(ctx context.Context) error {
 	if err := m.phase(ctx, PhasePreflight, "checking both nodes"); err != nil {
 		return err
 	}
-	found, err := m.preflight(ctx)
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	found, err := m.preflight(pctx)
+	cancel()
 	if err != nil {
+		if errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("preflight got no answer within 2 minutes from %s or %s: %w", m.src.Name, m.dst.Name, err)
+		}
 		return err
 	}
 	if err := fault.Point(ctx, "move.preflight.end"); err != nil {
@@ -409,6 +539,7 @@ func (m *move) drive(ctx context.Context) error {
 	case situationCommitted:
 		m.res.Resumed = true
 		m.committed = true
+		m.touched = true
 		m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
 		return m.finish(ctx, cutoverResult{old: found.oldSchema})
 	case situationCopying:
@@ -421,11 +552,7 @@ func (m *move) drive(ctx context.Context) error {
 	case situationStale, situationFresh:
 		m.touched = true
 		if found.situation == situationStale || found.hasArtifacts() {
-			msg := "removing what an earlier, unfinished move of this shard left"
-			if found.situation == situationStale {
-				msg = fmt.Sprintf("an earlier run left an unfinished copy on %s without its subscription; the copy cannot continue from where it stopped (its snapshot ended with that run), so it is removed and the copy starts over", m.dst.Name)
-			}
-			m.event(PhasePreflight, EventInfo, msg)
+			m.event(PhasePreflight, EventInfo, found.leftBehind(m))
 			if err := m.undo(ctx); err != nil {
 				return err
 			}
@@ -450,7 +577,13 @@ func (m *move) drive(ctx context.Context) error {
 	if err := m.strategy.WaitCopied(ctx, m); err != nil {
 		return err
 	}
-	m.res.Backfill = time.Since(began)
+	// A resumed copy was mostly made by an earlier run: its time and rate
+	// here would be meaningless.
+	if found.situation != situationCopying {
+		m.res.Backfill = time.Since(began)
+	} else {
+		m.res.Bytes, m.res.Rows = 0, 0
+	}
 	m.mu.Lock()
 	m.progress.Backfill = m.res.Backfill
 	m.mu.Unlock()
@@ -518,10 +651,15 @@ func (m *move) shardSchema(ctx context.Context) (string, error) {
 	if m.spec.Schema != "" {
 		return m.spec.Schema, nil
 	}
-	var name string
-	err := m.src.Conn.QueryRow(ctx, "SELECT "+pgutil.Quote(m.lib, "microsharding_schema_name_")+"($1)", m.spec.Shard).Scan(&name)
+	src, err := pgutil.Connect(ctx, m.spec.From.DSN)
 	if err != nil {
-		return "", pgutil.Wrap(err, "node %s: name of shard %d (is the library installed in schema %q? run pgms install)", m.src.Name, m.spec.Shard, m.lib)
+		return "", err
+	}
+	defer src.Close()
+	var name string
+	err = src.Conn.QueryRow(ctx, "SELECT "+pgutil.Quote(m.lib, "microsharding_schema_name_")+"($1)", m.spec.Shard).Scan(&name)
+	if err != nil {
+		return "", pgutil.Wrap(err, "node %s: name of shard %d (is the library installed in schema %q? run pgms install)", m.spec.From.Name, m.spec.Shard, m.lib)
 	}
 	return name, nil
 }
@@ -554,8 +692,7 @@ func AbortMove(ctx context.Context, spec MoveSpec, rep Reporter) error {
 	if err == nil {
 		err = m.abort(ctx)
 	}
-	m.src.Close()
-	m.dst.Close()
+	m.release(ctx)
 	if err != nil {
 		return fmt.Errorf("abort the move of shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
 	}
@@ -572,9 +709,20 @@ func (m *move) abort(ctx context.Context) error {
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return pgutil.Wrap(err, "node %s", m.dst.Name)
 	}
-	if !srcHas && dstHas && comment != nil && strings.HasPrefix(*comment, copyMarkPrefix) {
+	if !srcHas && dstHas && comment != nil && names.IsCopyMark(*comment) {
 		return fmt.Errorf("its cutover committed (%s is renamed on %s): it can only be finished; run the move again", m.schema, m.src.Name)
 	}
+	if srcHas && dstHas && (comment == nil || !names.IsCopyMark(*comment)) {
+		// A copy pg-microsharding left: made pgms's first, so that undo
+		// may remove it.
+		if _, err := m.adoptReferenceCopy(ctx); err != nil {
+			return err
+		}
+	}
 	m.setPhase(ctx, PhaseUndo, "removing what the unfinished move left")
-	return m.undo(ctx)
+	if err := m.undo(ctx); err != nil {
+		return err
+	}
+	m.event(PhaseUndo, EventInfo, m.verifyUndone(ctx))
+	return nil
 }

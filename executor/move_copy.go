@@ -257,7 +257,8 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 	began, startBytes := time.Now(), int64(-1)
 	lastJournal := time.Time{}
 	for {
-		rows, err := m.dst.Conn.Query(ctx, `SELECT c.relname, sr.srsubstate::text,
+		qctx, cancelQ := bounded(ctx)
+		rows, err := m.dst.Conn.Query(qctx, `SELECT c.relname, sr.srsubstate::text,
 			  COALESCE(p.bytes_processed, 0), COALESCE(p.tuples_processed, 0), COALESCE(t.n_tup_ins, 0)
 			FROM pg_catalog.pg_subscription s
 			JOIN pg_catalog.pg_subscription_rel sr ON sr.srsubid = s.oid
@@ -292,7 +293,9 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the copy's progress", m.dst.Name))
 		}
 		var errorsNow int64
-		if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT sync_error_count + apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&errorsNow); err != nil {
+		err = m.dst.Conn.QueryRow(qctx, `SELECT COALESCE((SELECT sync_error_count + apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&errorsNow)
+		cancelQ()
+		if err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
 		}
 		if firstErrors < 0 {
@@ -332,6 +335,9 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 		}
 		if progress.Errors >= maxReplicationErrors {
 			return fmt.Errorf("node %s: subscription %s failed %d times while copying (see that server's log for the cause, e.g. a table whose definition differs)", m.dst.Name, m.sub, progress.Errors)
+		}
+		if _, err := m.readSlot(ctx, m.src.Conn); err != nil {
+			return err
 		}
 		if err := sleep(ctx, m.opts.PollInterval); err != nil {
 			return fmt.Errorf("%w during the backfill: %w", ErrInterrupted, err)

@@ -246,10 +246,19 @@ func (m *move) finishFastBackfill(ctx context.Context, plan []*tableCopy) error 
 func (m *move) waitStreaming(ctx context.Context) error {
 	began := time.Now()
 	warned := false
+	var checked time.Time
 	for {
+		if time.Since(checked) > 500*time.Millisecond {
+			checked = time.Now()
+			if _, err := m.readSlot(ctx, m.src.Conn); err != nil {
+				return err
+			}
+		}
 		var streaming bool
-		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription
+		qctx, cancel := bounded(ctx)
+		err := m.dst.Conn.QueryRow(qctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription
 			WHERE subname = $1 AND relid IS NULL AND received_lsn IS NOT NULL)`, m.sub).Scan(&streaming)
+		cancel()
 		if err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the state of subscription %s", m.dst.Name, m.sub))
 		}

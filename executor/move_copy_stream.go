@@ -212,6 +212,10 @@ func (m *move) copyUnit(ctx context.Context, w *copyWorker, u copyUnit) error {
 	t := u.t
 	t.running.Add(1)
 	name := pgutil.Quote(m.schema, t.Name)
+	// A stream that moves no byte for StallTimeout is cut somewhere: a
+	// partition drops no connection, it only stops the bytes.
+	ctx, stalled := m.watchStream(ctx, t, name)
+	defer stalled()
 	if u.whole {
 		if _, err := execSimple(ctx, w.dst.Conn, "BEGIN; TRUNCATE ONLY "+name); err != nil {
 			return pgutil.Wrap(err, "node %s: prepare %s for the copy", m.dst.Name, name)
@@ -238,6 +242,9 @@ func (m *move) copyUnit(ctx context.Context, w *copyWorker, u copyUnit) error {
 	}
 	pw.CloseWithError(outErr)
 	in := <-done
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (outErr != nil || in.err != nil) {
+		return cause
+	}
 	switch {
 	case outErr != nil && !errors.Is(outErr, errCopyInFailed):
 		return pgutil.Wrap(outErr, "node %s: copy %s out", m.src.Name, name)
@@ -256,6 +263,37 @@ func (m *move) copyUnit(ctx context.Context, w *copyWorker, u copyUnit) error {
 		return fault.Point(ctx, "move.backfill.table")
 	}
 	return nil
+}
+
+// watchStream cancels ctx when the table's copy moves no byte for
+// StallTimeout, naming the table and the nodes; the returned function
+// stops the watch.
+func (m *move) watchStream(ctx context.Context, t *tableCopy, name string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(min(m.opts.StallTimeout/4, 5*time.Second))
+		defer tick.Stop()
+		last, since := t.bytes.Load(), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if n := t.bytes.Load(); n != last {
+				last, since = n, time.Now()
+				continue
+			}
+			if time.Since(since) >= m.opts.StallTimeout {
+				cancel(fmt.Errorf("the copy of %s moved no data for %v: the connection to %s or %s is cut, or a server stopped answering", name, m.opts.StallTimeout, m.src.Name, m.dst.Name))
+				return
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }
 
 // errCopyInFailed is what the source's side of the pipe sees when the

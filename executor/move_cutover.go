@@ -15,72 +15,8 @@ import (
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/state"
 )
-
-// lag returns how far the slot's confirmed position trails the source's
-// WAL, in bytes.
-func (m *move) lag(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (int64, error) {
-	var lag *int64
-	err := q.QueryRow(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
-		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, m.slot).Scan(&lag)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("node %s: replication slot %s disappeared", m.src.Name, m.slot)
-	}
-	if err != nil {
-		return 0, m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the lag of slot %s", m.src.Name, m.slot))
-	}
-	if lag == nil {
-		return 1 << 62, nil // not confirmed anything yet
-	}
-	return *lag, nil
-}
-
-// waitLag waits until the replication lag is small enough to try the
-// lock: switching while lag is high would turn the pause into a timeout.
-//
-// A subscription whose apply worker keeps failing never catches up: the
-// wait gives up after maxReplicationErrors failures.
-func (m *move) waitLag(ctx context.Context) error {
-	every := max(m.opts.PollInterval/10, 10*time.Millisecond)
-	var recorded, checked time.Time
-	firstErrors := int64(-1)
-	for {
-		lag, err := m.lag(ctx, m.src.Conn)
-		if err != nil {
-			return err
-		}
-		if lag > m.opts.MaxLag && time.Since(checked) >= time.Second {
-			checked = time.Now()
-			var n int64
-			if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
-				return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
-			}
-			if firstErrors < 0 {
-				firstErrors = n
-			}
-			if n-firstErrors >= maxReplicationErrors {
-				return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes (see that server's log for the cause)", m.dst.Name, m.sub, n-firstErrors)
-			}
-		}
-		m.mu.Lock()
-		m.progress.LagBytes = &lag
-		st := m.progress
-		m.mu.Unlock()
-		if lag <= m.opts.MaxLag {
-			return fault.Point(ctx, "move.catch-up.end")
-		}
-		if time.Since(recorded) >= 5*time.Second {
-			m.record(ctx, st)
-			recorded = time.Now()
-		}
-		m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseCatchUp, Kind: EventProgress, LagBytes: lag})
-		if err := sleep(ctx, every); err != nil {
-			return fmt.Errorf("%w during the catch-up: %w", ErrInterrupted, err)
-		}
-	}
-}
 
 // seqValue is a sequence's position on the source: Value nil when the
 // sequence was never used.
@@ -91,18 +27,31 @@ type seqValue struct {
 
 // cutoverResult is what a committed cutover hands to finish.
 type cutoverResult struct {
-	old       string
-	seqs      []seqValue
-	haveSeqs  bool
-	locked    time.Time // zero when resuming after a crash
-	committed time.Time
-	lockWait  time.Duration
+	old      string
+	seqs     []seqValue
+	haveSeqs bool
+	// sent is when the successful attempt asked for the lock (writers
+	// queue behind it from then on), locked when it was granted; both zero
+	// when resuming after a crash.
+	sent, locked time.Time
+	committed    time.Time
+	lockWait     time.Duration
+	// commitLSN is a WAL position at or after the commit record; the
+	// source's standbys must reach it before the shard is activated. ""
+	// when unknown (a resumed move reads the current position).
+	commitLSN string
 }
 
 // errRetry marks a cutover attempt that gave up without harm.
 type errRetry struct{ reason string }
 
 func (e *errRetry) Error() string { return e.reason }
+
+// session identifies a server process across pid reuse.
+type session struct {
+	pid   uint32
+	start time.Time
+}
 
 // cutover switches the shard over on the source: under an EXCLUSIVE lock of
 // its tables it waits for the destination to confirm the source's WAL
@@ -112,24 +61,18 @@ func (e *errRetry) Error() string { return e.reason }
 // activates it there.
 //
 // One attempt costs three round trips under the lock: the lock with
-// everything that needs no waiting (WAL position, sequences, deactivation,
-// rename, the user's deactivation SQL) in one message, the polls for the
-// destination's confirmation, and the commit. Everything else is prepared
-// before.
+// everything that needs no waiting (claim and shape checks, WAL position,
+// sequences, deactivation, rename, the user's deactivation SQL) in one
+// message, the polls for the destination's confirmation, and the commit.
+// Everything else is prepared before, and the lock is only requested
+// when a probe just before showed the stream healthy and fast: a stream
+// that is broken or behind would make writers wait for nothing.
 func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
-	conn, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	conn, sess, err := m.cutoverSession(ctx)
 	if err != nil {
 		return cutoverResult{}, err
 	}
 	defer func() { conn.Close() }()
-	const confirmStmt = "pgms_confirmed"
-	prepare := func(c *pgx.Conn) error {
-		_, err := c.Prepare(ctx, confirmStmt, `SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $2`)
-		return pgutil.Wrap(err, "node %s: prepare the cutover", m.src.Name)
-	}
-	if err := prepare(conn.Conn); err != nil {
-		return cutoverResult{}, err
-	}
 	flusher, err := pgutil.Connect(ctx, m.spec.From.DSN)
 	if err != nil {
 		return cutoverResult{}, err
@@ -137,8 +80,42 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 	defer func() { flusher.Close() }()
 	m.flusher = flusher
 	m.warm(ctx, conn)
+
+	// Once, before any attempt: the activation must not make a second
+	// home, and the copy must hold every table the source has.
+	if err := m.checkFleet(ctx); err != nil {
+		return cutoverResult{}, err
+	}
+	if changed, err := m.shapeChanged(ctx, m.src.Conn); err != nil {
+		return cutoverResult{}, err
+	} else if changed != "" {
+		return cutoverResult{}, m.shapeError(changed)
+	}
+	health, err := m.readSubscription(ctx)
+	if err != nil {
+		return cutoverResult{}, err
+	}
+	firstErrors := health.errors
+
 	var lastErr error
+	var unhealthySince time.Time
 	for attempt := 1; ; attempt++ {
+		if conn.Conn.IsClosed() {
+			conn.Close()
+			if conn, sess, err = m.cutoverSession(ctx); err != nil {
+				return cutoverResult{}, err
+			}
+		}
+		if m.flusher.Conn.IsClosed() {
+			m.flusher.Close()
+			if m.flusher, err = pgutil.Connect(ctx, m.spec.From.DSN); err != nil {
+				return cutoverResult{}, err
+			}
+			flusher = m.flusher
+		}
+		if err := m.revive(ctx); err != nil {
+			return cutoverResult{}, err
+		}
 		if lag, err := m.lag(ctx, m.src.Conn); err != nil {
 			return cutoverResult{}, err
 		} else if lag > m.opts.MaxLag {
@@ -146,7 +123,31 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 				return cutoverResult{}, err
 			}
 		}
-		res, err := m.tryCutover(ctx, conn, confirmStmt)
+		// The stream must be live and fast before writers are stopped: a
+		// probe that the destination confirms within a fraction of the
+		// budget predicts how long the wait under the lock will be.
+		limit, why := m.readyToLock(ctx, firstErrors)
+		if why == nil {
+			unhealthySince = time.Time{}
+		} else {
+			if errors.Is(why, errFatalStream) || ctx.Err() != nil {
+				return cutoverResult{}, why
+			}
+			if unhealthySince.IsZero() {
+				unhealthySince = time.Now()
+			}
+			if time.Since(unhealthySince) >= m.opts.StallTimeout {
+				return cutoverResult{}, fmt.Errorf("%w: for %v the stream was not ready for the cutover; the last reason: %s. The copy and the replication objects are kept: run the same move again to continue",
+					errStalled, m.opts.StallTimeout, pgutil.Describe(why))
+			}
+			wait := backoff(attempt)
+			m.event(PhaseCutover, EventRetry, fmt.Sprintf("not taking the lock: %s; checking again in %v (writers are not affected)", pgutil.Describe(why), wait.Round(time.Millisecond)))
+			if err := sleep(ctx, wait); err != nil {
+				return cutoverResult{}, fmt.Errorf("%w before the cutover: %w", ErrInterrupted, err)
+			}
+			continue
+		}
+		res, err := m.tryCutover(ctx, conn, sess, limit)
 		if err == nil {
 			m.res.LockWait = res.lockWait
 			return res, nil
@@ -161,23 +162,111 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 		m.progress.Retries = m.res.Retries
 		m.mu.Unlock()
 		if attempt >= m.opts.LockAttempts {
-			return cutoverResult{}, fmt.Errorf("cutover gave up after %d attempts; the last: %w (find what holds locks on the shard's tables in pg_locks / pg_stat_activity on %s, or raise --lock-timeout / --max-pause)", attempt, lastErr, m.src.Name)
+			return cutoverResult{}, fmt.Errorf("cutover gave up after %d attempts; the last: %w (find what holds locks on the shard's tables in pg_locks / pg_stat_activity on %s, or raise --cutover-lock-timeout / --max-pause)", attempt, lastErr, m.src.Name)
 		}
 		wait := backoff(attempt)
 		m.event(PhaseCutover, EventRetry, fmt.Sprintf("attempt %d/%d: %s; next in %v", attempt, m.opts.LockAttempts, retry.reason, wait.Round(time.Millisecond)))
-		if conn.Conn.IsClosed() {
-			conn.Close()
-			if conn, err = pgutil.Connect(ctx, m.spec.From.DSN); err != nil {
-				return cutoverResult{}, err
-			}
-			if err := prepare(conn.Conn); err != nil {
-				return cutoverResult{}, err
-			}
-		}
 		if err := sleep(ctx, wait); err != nil {
 			return cutoverResult{}, fmt.Errorf("%w between cutover attempts: %w", ErrInterrupted, err)
 		}
 	}
+}
+
+// confirmStmt is the prepared poll for the destination's confirmation.
+const confirmStmt = "pgms_confirmed"
+
+// cutoverSession opens the session the cutover runs in and identifies it,
+// so that a COMMIT in doubt can later be traced to exactly this process.
+func (m *move) cutoverSession(ctx context.Context) (*pgutil.Node, session, error) {
+	conn, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	if err != nil {
+		return nil, session{}, err
+	}
+	var s session
+	if err := conn.Conn.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid(), backend_start FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()").Scan(&s.pid, &s.start); err != nil {
+		conn.Close()
+		return nil, s, pgutil.Wrap(err, "node %s: prepare the cutover", m.src.Name)
+	}
+	if _, err := conn.Conn.Prepare(ctx, confirmStmt, `SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $2`); err != nil {
+		conn.Close()
+		return nil, s, pgutil.Wrap(err, "node %s: prepare the cutover", m.src.Name)
+	}
+	return conn, s, nil
+}
+
+// errFatalStream marks a stream problem that waiting does not cure.
+var errFatalStream = errors.New("the replication stream cannot carry the cutover")
+
+// readyToLock checks, without any lock, that the cutover can succeed now:
+// the apply worker runs and does not fail, the synchronous standbys the
+// source waits for are connected, and a probe through the stream comes
+// back quickly. It returns how long the wait under the lock may last
+// before the attempt gives up, or why not to take the lock now.
+func (m *move) readyToLock(ctx context.Context, firstErrors int64) (time.Duration, error) {
+	h, err := m.readSubscription(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if h.errors-firstErrors >= maxReplicationErrors {
+		return 0, fmt.Errorf("%w: %w", errFatalStream, m.applyFailing(ctx, h.errors-firstErrors))
+	}
+	if h.workers == 0 {
+		return 0, fmt.Errorf("the apply worker of subscription %s on %s is not running (starting, or failing: see that server's log)", m.sub, m.dst.Name)
+	}
+	if h.errors > firstErrors {
+		return 0, fmt.Errorf("subscription %s on %s failed %d times applying changes since the cutover began", m.sub, m.dst.Name, h.errors-firstErrors)
+	}
+	if err := m.checkSyncStandbys(ctx); err != nil {
+		return 0, err
+	}
+	took, err := m.probe(ctx, min(m.opts.MaxPause, time.Second))
+	if err != nil {
+		return 0, err
+	}
+	if took > m.opts.MaxPause/4 {
+		return 0, fmt.Errorf("the destination confirms the source's changes in %v, too slow for the %v pause budget", took.Round(100*time.Microsecond), m.opts.MaxPause)
+	}
+	// Under the lock the wait is about as long as the probe's; a wait much
+	// longer means the stream slowed down, and writers should not wait
+	// for it.
+	return min(m.opts.MaxPause, max(10*took, 100*time.Millisecond)), nil
+}
+
+// shapeError explains a shard whose tables changed during the move.
+func (m *move) shapeError(changed string) error {
+	return fmt.Errorf("the shard's tables changed during the move: %s; switching now would leave those rows behind on %s, so the move stops. Run it again: it starts over with the new definition", changed, m.src.Name)
+}
+
+// checkFleet checks, before the cutover, that activating the shard on the
+// destination makes no second home anywhere in the fleet: no other node
+// serves it, no other run holds it.
+func (m *move) checkFleet(ctx context.Context) error {
+	fleet := m.spec.Fleet.With(
+		state.NodeSpec{Name: m.spec.From.Name, DSN: m.spec.From.DSN},
+		state.NodeSpec{Name: m.spec.To.Name, DSN: m.spec.To.DSN})
+	if fleet.LibrarySchema == "" {
+		fleet.LibrarySchema = m.lib
+	}
+	// The nodes the two know of, through their registries, count too.
+	for _, n := range []*pgutil.Node{m.src, m.dst} {
+		reg, err := state.ReadRegistry(ctx, n.Conn, m.lib)
+		if err != nil {
+			return pgutil.Wrap(err, "node %s: read the node registry", n.Name)
+		}
+		for _, r := range reg {
+			fleet = fleet.With(state.NodeSpec{Name: r.Name, DSN: r.DSN})
+		}
+	}
+	homes := fleet.Homes(ctx, []string{m.schema})
+	err := homes.CheckActivation(state.ActivationCheck{
+		Target: m.spec.To.Name, Source: m.spec.From.Name,
+		Shards: []int{m.spec.Shard}, Schemas: []string{m.schema},
+		Token: pgutil.RunToken, OwnCopy: true,
+	})
+	if err != nil {
+		return fmt.Errorf("before the cutover: %w", err)
+	}
+	return nil
 }
 
 // backoff is exponential from 100 ms up to 5 s, with ±50% jitter so that
@@ -188,17 +277,30 @@ func backoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + rand.Float64()))
 }
 
+// noteBlocked records how long an attempt kept the shard's writers waiting.
+func (m *move) noteBlocked(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d > m.res.Blocked {
+		m.res.Blocked = d
+		m.progress.Blocked = d
+	}
+}
+
 // tryCutover makes one attempt. A *errRetry means it rolled back and may be
-// tried again.
-func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt string) (cutoverResult, error) {
+// tried again; limit bounds the wait for the destination under the lock.
+func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, sess session, limit time.Duration) (cutoverResult, error) {
 	res := cutoverResult{old: names.OldSchema(m.schema, time.Now())}
 	var stmts []string
 	add := func(s string) int { stmts = append(stmts, s); return len(stmts) - 1 }
 	add("BEGIN")
 	add(fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", max(m.opts.LockTimeout.Milliseconds(), 1)))
-	// Should pgms vanish while holding the lock, the server ends the
-	// session, and with it the lock, soon after the budget.
-	add(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = '%dms'", (m.opts.MaxPause + 5*time.Second).Milliseconds()))
+	// Should pgms lose the source while it holds the lock, the server ends
+	// the session, and with it the lock, within the pause budget.
+	add(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = '%dms'", max(m.opts.MaxPause.Milliseconds(), 1)))
+	if m.srcMajor >= 17 {
+		add(fmt.Sprintf("SET LOCAL transaction_timeout = '%dms'", (m.opts.LockTimeout + m.opts.MaxPause + time.Second).Milliseconds()))
+	}
 	if len(m.tables) > 0 {
 		list := make([]string, len(m.tables))
 		for i, t := range m.tables {
@@ -206,6 +308,10 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 		}
 		add("LOCK TABLE " + strings.Join(list, ", ") + " IN EXCLUSIVE MODE")
 	}
+	// Under the lock, in the same message: this run still holds the shard,
+	// and the shard still has exactly the tables the copy has.
+	claimAt := add(m.srcClaim.HeldSQL())
+	shapeAt := add(shapeHashSQL(m.schema))
 	// The server's clock after the lock and at the end of the message tell
 	// when the lock was granted: the pause starts there, not when the reply
 	// arrives. The target is the insert position, the end of the last
@@ -233,33 +339,63 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 	batch := strings.Join(stmts, ";\n")
 
 	sent := time.Now()
-	results, err := execSimple(ctx, conn.Conn, batch)
+	// The lock wait is bounded on the server; the round trip is bounded
+	// here, should the source stop answering.
+	bctx, cancelBatch := context.WithTimeout(ctx, m.opts.LockTimeout+queryTimeout)
+	results, err := execSimple(bctx, conn.Conn, batch)
+	cancelBatch()
 	replied := time.Now()
 	if err != nil {
 		m.rollback(conn)
+		m.noteBlocked(time.Since(sent))
 		switch {
+		case ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded):
+			return res, &errRetry{reason: fmt.Sprintf("%s did not answer the cutover's lock request within %v; its session ends on the server within the pause budget (idle_in_transaction_session_timeout), releasing any lock it got", m.src.Name, m.opts.LockTimeout+queryTimeout)}
 		case ctx.Err() != nil:
 			return res, fmt.Errorf("%w while taking the lock: %w", ErrInterrupted, ctx.Err())
 		case pgutil.IsLockTimeout(err):
 			return res, &errRetry{reason: fmt.Sprintf("tables not locked within %v: %s", m.opts.LockTimeout, m.blockers(ctx))}
 		case pgutil.IsRetryable(err) || concurrentCatalogUpdate(err):
 			return res, &errRetry{reason: pgutil.Describe(err)}
+		case connectionLost(err):
+			return res, &errRetry{reason: fmt.Sprintf("the cutover's session on %s was lost before its commit (%s), so the server rolled its transaction back", m.src.Name, pgutil.Describe(err))}
 		}
 		return res, pgutil.Wrap(err, "node %s: lock, deactivate and rename %s", m.src.Name, m.schema)
+	}
+	if string(results[claimAt][0][0]) != "t" {
+		m.rollback(conn)
+		m.noteBlocked(time.Since(sent))
+		// The claim's session ended; take it back if nobody else took it.
+		if err := m.revive(ctx); err != nil {
+			return res, err
+		}
+		return res, &errRetry{reason: "the session holding the move's claim on " + m.src.Name + " had ended; it was taken back"}
+	}
+	if string(results[shapeAt][0][0]) != m.shape {
+		m.rollback(conn)
+		m.noteBlocked(time.Since(sent))
+		changed, err := m.shapeChanged(ctx, m.src.Conn)
+		if err != nil {
+			return res, err
+		}
+		return res, m.shapeError(changed)
 	}
 	lsn := string(results[lsnAt][0][0])
 	underLock := epochDiff(results[lsnAt][0][1], results[endAt][0][0])
 	locked := replied.Add(-underLock)
 	res.lockWait = max(locked.Sub(sent), 0)
+	res.sent = sent
 	if seqAt >= 0 {
 		if res.seqs, err = parseSeqs(results[seqAt]); err != nil {
 			m.rollback(conn)
+			m.noteBlocked(time.Since(sent))
 			return res, err
 		}
 	}
 	res.haveSeqs = true
 	if err := fault.Point(ctx, "move.cutover.locked"); err != nil {
 		m.rollback(conn)
+		m.noteBlocked(time.Since(sent))
 		return res, err
 	}
 
@@ -279,16 +415,22 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 	}()
 	defer func() { <-nudged }()
 
-	deadline := locked.Add(m.opts.MaxPause)
+	deadline := locked.Add(limit)
 	for {
 		var ok *bool
-		if err := conn.Conn.QueryRow(ctx, confirmStmt, lsn, m.slot).Scan(&ok); err != nil {
+		pctx, cancelPoll := context.WithDeadline(ctx, deadline.Add(time.Second))
+		err := conn.Conn.QueryRow(pctx, confirmStmt, lsn, m.slot).Scan(&ok)
+		cancelPoll()
+		if err != nil {
 			m.rollback(conn)
-			if ctx.Err() != nil {
+			m.noteBlocked(time.Since(sent))
+			switch {
+			case ctx.Err() != nil:
 				return res, fmt.Errorf("%w while waiting for the destination: %w", ErrInterrupted, ctx.Err())
-			}
-			if errors.Is(err, pgx.ErrNoRows) {
+			case errors.Is(err, pgx.ErrNoRows):
 				return res, fmt.Errorf("node %s: replication slot %s disappeared during the cutover", m.src.Name, m.slot)
+			case connectionLost(err):
+				return res, &errRetry{reason: fmt.Sprintf("the cutover's session on %s was lost before its commit (%s); its transaction is rolled back (by the server when the session ends, at the latest after the pause budget)", m.src.Name, pgutil.Describe(err))}
 			}
 			return res, pgutil.Wrap(err, "node %s: wait for the destination to confirm %s", m.src.Name, lsn)
 		}
@@ -297,41 +439,134 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, confirmStmt st
 		}
 		if time.Now().After(deadline) {
 			m.rollback(conn)
-			return res, &errRetry{reason: fmt.Sprintf("the destination did not confirm the source's WAL position within the %v pause budget", m.opts.MaxPause)}
+			m.noteBlocked(time.Since(sent))
+			return res, &errRetry{reason: fmt.Sprintf("the destination did not confirm the source's WAL position within %v under the lock (the probe before predicted less)", limit.Round(time.Millisecond))}
 		}
 		if ctx.Err() != nil {
 			m.rollback(conn)
+			m.noteBlocked(time.Since(sent))
 			return res, fmt.Errorf("%w while waiting for the destination: %w", ErrInterrupted, ctx.Err())
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
 	if err := fault.Point(ctx, "move.cutover.before-commit"); err != nil {
 		m.rollback(conn)
+		m.noteBlocked(time.Since(sent))
 		return res, err
 	}
+	return m.commit(ctx, conn, sess, res, locked)
+}
 
-	// From here on the move only goes forward: the commit is not
-	// cancelled, and its outcome, if unclear, is read back from the source.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+// commit ends a cutover attempt. From here on the move only goes forward:
+// the commit is not cancelled, and an outcome in doubt is found out from
+// the source, never guessed.
+func (m *move) commit(ctx context.Context, conn *pgutil.Node, sess session, res cutoverResult, locked time.Time) (cutoverResult, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.MaxPause+20*time.Second)
 	defer cancel()
-	tag, err := conn.Conn.Exec(cctx, "COMMIT")
+	// A COMMIT that waits for a synchronous standby holds the locks while
+	// it waits. Once the budget is spent, the wait is cancelled from
+	// another session: the transaction has committed locally, the locks
+	// go, and the standbys are waited for before the activation instead.
+	budget := time.Until(locked.Add(m.opts.MaxPause))
+	syncWait := time.AfterFunc(max(budget, 50*time.Millisecond), func() {
+		c, err := pgutil.Connect(context.Background(), m.spec.From.DSN)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Conn.Exec(context.Background(), "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_start = $2 AND wait_event = 'SyncRep'", //nolint:errcheck // best effort: the read-back below decides
+			sess.pid, sess.start)
+	})
+	results, err := conn.Conn.PgConn().Exec(cctx, "COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text").ReadAll()
+	syncWait.Stop()
 	res.committed = time.Now()
 	res.locked = locked
-	if err == nil && tag.String() != "COMMIT" {
+	if err == nil && len(results) > 0 && results[0].CommandTag.String() != "COMMIT" {
+		m.noteBlocked(time.Since(res.sent))
 		return res, &errRetry{reason: "the cutover transaction was rolled back at commit"}
 	}
+	if err == nil && len(results) > 1 && len(results[1].Rows) == 1 {
+		res.commitLSN = string(results[1].Rows[0][0])
+	}
 	if err != nil {
-		done, cerr := m.renamed(cctx, res.old)
-		if cerr != nil {
-			return res, fmt.Errorf("node %s: COMMIT of the cutover failed (%s) and whether it took effect cannot be read (%s): run the same move again, it will find out and finish or retry",
-				m.src.Name, pgutil.Describe(err), pgutil.Describe(cerr))
+		conn.Close()
+		m.event(PhaseCutover, EventWarning, fmt.Sprintf("the reply to the cutover's COMMIT on %s was lost (%s); finding out from %s whether it took effect (up to %v)",
+			m.src.Name, pgutil.Describe(err), m.src.Name, m.opts.CommitResolveTimeout))
+		done, rerr := m.resolveCommit(ctx, sess, res.old)
+		if rerr != nil {
+			m.inDoubt = true
+			return res, fmt.Errorf("node %s: the cutover's COMMIT was sent but whether it took effect could not be learned within %v (%s): %s may now be served by no node. Nothing was undone. When %s answers again, run the same move again: it finds out, then finishes or starts over",
+				m.src.Name, m.opts.CommitResolveTimeout, pgutil.Describe(rerr), m.schema, m.src.Name)
 		}
 		if !done {
-			return res, &errRetry{reason: "the cutover commit failed: " + pgutil.Describe(err)}
+			m.noteBlocked(time.Since(res.sent))
+			return res, &errRetry{reason: "the cutover's commit did not take effect (" + pgutil.Describe(err) + ")"}
 		}
+		m.event(PhaseCutover, EventInfo, fmt.Sprintf("the cutover's COMMIT had taken effect on %s (%s renamed to %s); finishing", m.src.Name, m.schema, res.old))
 	}
 	m.committed = true
 	return res, fault.Point(ctx, "move.cutover.committed")
+}
+
+// resolveCommit finds out whether a cutover COMMIT whose reply was lost
+// took effect, trying for as long as CommitResolveTimeout allows. The
+// session that sent it is ended first, if it still exists: until then
+// its transaction could still commit, and reading the source would prove
+// nothing.
+func (m *move) resolveCommit(ctx context.Context, sess session, old string) (bool, error) {
+	deadline := time.Now().Add(m.opts.CommitResolveTimeout)
+	ctx = context.WithoutCancel(ctx)
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		done, err := m.readCommitOutcome(rctx, sess, old)
+		cancel()
+		if err == nil {
+			return done, nil
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			return false, lastErr
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			m.event(PhaseCutover, EventWarning, fmt.Sprintf("cannot learn yet whether the cutover committed on %s (%s); trying again, nothing is undone meanwhile", m.src.Name, pgutil.Describe(err)))
+		}
+		time.Sleep(min(backoff(attempt), 2*time.Second))
+	}
+}
+
+func (m *move) readCommitOutcome(ctx context.Context, sess session, old string) (bool, error) {
+	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	if err != nil {
+		return false, err
+	}
+	defer n.Close()
+	for {
+		var alive bool
+		if err := n.Conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_start = $2)", sess.pid, sess.start).Scan(&alive); err != nil {
+			return false, err
+		}
+		if !alive {
+			break
+		}
+		if _, err := n.Conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", sess.pid); err != nil {
+			return false, err
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return false, err
+		}
+	}
+	var gone, there bool
+	err = n.Conn.QueryRow(ctx, `SELECT to_regnamespace($1) IS NULL, to_regnamespace($2) IS NOT NULL`, pgutil.Quote(m.schema), pgutil.Quote(old)).Scan(&gone, &there)
+	switch {
+	case err != nil:
+		return false, err
+	case gone && there:
+		return true, nil
+	case !gone && !there:
+		return false, nil
+	}
+	return false, fmt.Errorf("node %s holds %s: %t, %s: %t, which no cutover leaves", m.src.Name, m.schema, !gone, old, there)
 }
 
 // blockers names the sessions holding locks on the shard's tables that
@@ -387,18 +622,6 @@ func (m *move) rollback(conn *pgutil.Node) {
 	if _, err := conn.Conn.Exec(ctx, "ROLLBACK"); err != nil {
 		conn.Conn.Close(ctx)
 	}
-}
-
-// renamed reads back from the source whether the cutover committed.
-func (m *move) renamed(ctx context.Context, old string) (bool, error) {
-	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
-	if err != nil {
-		return false, err
-	}
-	defer n.Close()
-	var gone, there bool
-	err = n.Conn.QueryRow(ctx, `SELECT to_regnamespace($1) IS NULL, to_regnamespace($2) IS NOT NULL`, pgutil.Quote(m.schema), pgutil.Quote(old)).Scan(&gone, &there)
-	return gone && there, err
 }
 
 // activeListLock serialises the changes of a node's active list made by
@@ -461,183 +684,4 @@ func parseSeqs(rows [][][]byte) ([]seqValue, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// readSeqs reads the sequences of a schema on the source: after a crash
-// past the commit, the renamed schema's sequences hold the final values
-// (nothing can use them by name any more).
-func (m *move) readSeqs(ctx context.Context, schema string) ([]seqValue, *string, error) {
-	rows, err := m.src.Conn.Query(ctx, `SELECT c.relname, pg_catalog.pg_sequence_last_value(c.oid)
-		FROM pg_catalog.pg_class c WHERE c.relkind = 'S'
-		  AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)
-		ORDER BY c.relname`, schema)
-	if err != nil {
-		return nil, nil, pgutil.Wrap(err, "node %s: read the sequences of %s", m.src.Name, schema)
-	}
-	var out []seqValue
-	for rows.Next() {
-		var s seqValue
-		if err := rows.Scan(&s.Name, &s.Value); err != nil {
-			return nil, nil, err
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, pgutil.Wrap(err, "node %s: read the sequences of %s", m.src.Name, schema)
-	}
-	var comment *string
-	err = m.src.Conn.QueryRow(ctx, `SELECT obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = $1`, schema).Scan(&comment)
-	if err != nil {
-		return nil, nil, pgutil.Wrap(err, "node %s: read the comment of %s", m.src.Name, schema)
-	}
-	return out, comment, nil
-}
-
-// setvalSQL sets the destination's sequences to the source's exact
-// positions, in one statement.
-func (m *move) setvalSQL(schema string, seqs []seqValue) string {
-	var calls []string
-	for _, s := range seqs {
-		if s.Value == nil {
-			continue // never used on the source; the copy's is fresh too
-		}
-		calls = append(calls, fmt.Sprintf("pg_catalog.setval(%s::regclass, %d, true)", quoteLiteral(pgutil.Quote(schema, s.Name)), *s.Value))
-	}
-	if len(calls) == 0 {
-		return ""
-	}
-	return "SELECT " + strings.Join(calls, ", ")
-}
-
-func (m *move) commentSQL(schema string) string {
-	c := "NULL"
-	if m.comment != nil {
-		c = quoteLiteral(*m.comment)
-	}
-	return "COMMENT ON SCHEMA " + pgutil.Quote(schema) + " IS " + c
-}
-
-// finish completes a committed cutover on the destination: the sequences,
-// the schema's own comment in place of the copy's mark, and activation, in
-// one transaction; then the replication objects go. It runs to the end
-// even when the context is cancelled: the shard is served nowhere until
-// it is done.
-func (m *move) finish(ctx context.Context, cr cutoverResult) error {
-	ctx = context.WithoutCancel(ctx)
-	m.res.OldSchema = cr.old
-	if err := m.revive(ctx); err != nil {
-		return err
-	}
-	if !cr.haveSeqs {
-		if err := m.phase(ctx, PhaseFinish, fmt.Sprintf("activating %s on %s (sequences from %s)", m.schema, m.dst.Name, cr.old)); err != nil {
-			return err
-		}
-		seqs, comment, err := m.readSeqs(ctx, cr.old)
-		if err != nil {
-			return err
-		}
-		cr.seqs, m.comment = seqs, comment
-	}
-	stmts := []string{activeListLock}
-	if s := m.setvalSQL(m.schema, cr.seqs); s != "" {
-		stmts = append(stmts, s)
-	}
-	stmts = append(stmts, m.commentSQL(m.schema))
-	if !m.keepsInactive() {
-		stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
-	}
-	activate := strings.Join(stmts, ";\n")
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = m.revive(ctx); err == nil {
-			_, err = execSimple(ctx, m.dst.Conn, activate)
-		}
-		if err == nil {
-			break
-		}
-		if attempt >= 10 {
-			return pgutil.Wrap(err, "node %s: activate %s (it is now served by no node: run the same move again to finish)", m.dst.Name, m.schema)
-		}
-		m.event(PhaseFinish, EventWarning, fmt.Sprintf("activation on %s failed (%s); retrying", m.dst.Name, pgutil.Describe(err)))
-		time.Sleep(backoff(attempt))
-	}
-	active := time.Now()
-	if !cr.locked.IsZero() {
-		m.res.Pause, m.res.Core = active.Sub(cr.locked), cr.committed.Sub(cr.locked)
-		m.mu.Lock()
-		m.progress.Pause, m.progress.Core = m.res.Pause, m.res.Core
-		m.mu.Unlock()
-		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s %s on %s; write pause %s (lock to commit %s, lock wait %s), %d retries; source renamed to %s",
-			m.schema, map[bool]string{true: "kept inactive", false: "active"}[m.keepsInactive()], m.dst.Name,
-			fmtMS(m.res.Pause), fmtMS(m.res.Core), fmtMS(cr.lockWait), m.res.Retries, cr.old))
-	} else {
-		m.event(PhaseFinish, EventInfo, fmt.Sprintf("%s active on %s; source renamed to %s", m.schema, m.dst.Name, cr.old))
-	}
-	if err := fault.Point(ctx, "move.finish.end"); err != nil {
-		return err
-	}
-	return m.cleanupArtifacts(ctx)
-}
-
-func fmtMS(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
-}
-
-// finishCopyOnly ends a move that must not activate: the copy is frozen
-// (subscription disabled), given the source's sequence positions, renamed
-// to the inactive-copy name and unmarked, all but the freezing in one
-// transaction; the source keeps serving the shard untouched.
-func (m *move) finishCopyOnly(ctx context.Context) error {
-	newName := names.NewSchema(m.schema)
-	if err := m.phase(ctx, PhaseFinish, fmt.Sprintf("keeping the copy on %s as %s, inactive; %s stays active on %s", m.dst.Name, newName, m.schema, m.src.Name)); err != nil {
-		return err
-	}
-	if _, err := m.dst.Conn.Exec(ctx, "ALTER SUBSCRIPTION "+pgutil.Quote(m.sub)+" DISABLE"); err != nil {
-		return m.interrupted(ctx, pgutil.Wrap(err, "node %s: disable subscription %s", m.dst.Name, m.sub))
-	}
-	for {
-		var running bool
-		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL)`, m.sub).Scan(&running)
-		if err != nil {
-			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: wait for subscription %s to stop", m.dst.Name, m.sub))
-		}
-		if !running {
-			break
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("%w: %w", ErrInterrupted, err)
-		}
-	}
-	// Read after the copy stopped: the values are at least those of any row
-	// it holds.
-	seqs, _, err := m.readSeqs(ctx, m.schema)
-	if err != nil {
-		return err
-	}
-	var exists bool
-	if err := m.dst.Conn.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", pgutil.Quote(newName)).Scan(&exists); err != nil {
-		return pgutil.Wrap(err, "node %s", m.dst.Name)
-	}
-	if exists {
-		m.event(PhaseFinish, EventInfo, fmt.Sprintf("replacing the earlier inactive copy %s on %s", newName, m.dst.Name))
-	}
-	var stmts []string
-	if s := m.setvalSQL(m.schema, seqs); s != "" {
-		stmts = append(stmts, s)
-	}
-	stmts = append(stmts,
-		"DROP SCHEMA IF EXISTS "+pgutil.Quote(newName)+" CASCADE",
-		"ALTER SCHEMA "+pgutil.Quote(m.schema)+" RENAME TO "+pgutil.Quote(newName),
-		m.commentSQL(newName),
-		"ALTER SUBSCRIPTION "+pgutil.Quote(m.sub)+" SET (slot_name = NONE)",
-		"DROP SUBSCRIPTION "+pgutil.Quote(m.sub))
-	if _, err := execSimple(ctx, m.dst.Conn, strings.Join(stmts, ";\n")); err != nil {
-		return m.interrupted(ctx, pgutil.Wrap(err, "node %s: rename the copy to %s", m.dst.Name, newName))
-	}
-	m.committed = true // nothing of the destination is left to undo
-	m.res.NewSchema = newName
-	if err := fault.Point(ctx, "move.finish.end"); err != nil {
-		return err
-	}
-	return m.cleanupArtifacts(context.WithoutCancel(ctx))
 }

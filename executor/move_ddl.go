@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/fault"
+	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgbin"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 )
@@ -43,7 +44,7 @@ func (m *move) copyDDL(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, script); err != nil {
 		return pgutil.Wrap(err, "node %s: create the definition of %s from pg_dump's output", m.dst.Name, m.schema)
 	}
-	mark := "COMMENT ON SCHEMA " + pgutil.Quote(m.schema) + " IS " + quoteLiteral(copyMark(m.schema, m.src.Name))
+	mark := "COMMENT ON SCHEMA " + pgutil.Quote(m.schema) + " IS " + quoteLiteral(names.CopyMark(m.schema, m.src.Name))
 	if _, err := tx.Exec(ctx, mark); err != nil {
 		return pgutil.Wrap(err, "node %s: mark the copy of %s", m.dst.Name, m.schema)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
 )
@@ -37,17 +38,6 @@ const (
 	situationDone
 )
 
-// copyMarkPrefix starts the comment that marks a destination schema as a
-// copy made by a move in progress. The marker is set in the transaction
-// that creates the copy and replaced by the source's own comment in the
-// transaction that activates (or renames) it, so "the destination's schema
-// is our unfinished copy" is a physical fact, not a memory.
-const copyMarkPrefix = "pgms: unfinished copy of "
-
-func copyMark(schema, source string) string {
-	return copyMarkPrefix + schema + " from " + source + "; do not use it: the move that made it will finish or remove it"
-}
-
 // found is the physical state relevant to a move.
 type found struct {
 	situation situation
@@ -62,6 +52,37 @@ type found struct {
 }
 
 func (f found) hasArtifacts() bool { return f.pub || f.slot || f.sub }
+
+// leftBehind says what an earlier run of the move left and what happens
+// to it. The move holds the shard's claims, so that run is over.
+func (f found) leftBehind(m *move) string {
+	var have, missing []string
+	for _, o := range []struct {
+		ok   bool
+		what string
+	}{
+		{f.dstHas && f.dstMarked, "the unfinished copy on " + m.dst.Name},
+		{f.sub, "subscription " + m.sub + " on " + m.dst.Name},
+		{f.slot, "slot " + m.slot + " on " + m.src.Name},
+		{f.pub, "publication " + m.pub + " on " + m.src.Name},
+	} {
+		if o.ok {
+			have = append(have, o.what)
+		} else {
+			missing = append(missing, o.what)
+		}
+	}
+	msg := "an earlier run of this move, which no longer holds the shard, left " + strings.Join(have, ", ")
+	if len(missing) > 0 {
+		msg += " (but not " + strings.Join(missing, ", ") + ")"
+	}
+	if f.dstHas {
+		msg += "; a copy cannot continue without the snapshot its run held, so it is removed and the copy starts over"
+	} else {
+		msg += "; they are removed first"
+	}
+	return msg
+}
 
 // nodeFacts are read from each node at preflight.
 type nodeFacts struct {
@@ -143,8 +164,18 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	}
 	f.srcHas, f.srcActive = src.schema, slices.Contains(src.active, m.schema)
 	f.dstHas, f.dstActive = dst.schema, slices.Contains(dst.active, m.schema)
-	f.dstMarked = dst.comment != nil && strings.HasPrefix(*dst.comment, copyMarkPrefix)
+	f.dstMarked = dst.comment != nil && names.IsCopyMark(*dst.comment)
 	m.comment = src.comment
+	if f.srcHas && src.comment != nil && names.IsCopyMark(*src.comment) {
+		return f, fmt.Errorf("%s on %s is the unfinished copy of another move (%s), not the shard's home: it cannot be a move's source; plan again to see which move it belongs to", m.schema, m.src.Name, *src.comment)
+	}
+	if f.srcHas && f.dstHas && !f.dstMarked && !f.dstActive {
+		adopted, err := m.adoptReferenceCopy(ctx)
+		if err != nil {
+			return f, err
+		}
+		f.dstMarked = adopted
+	}
 	if err := m.readArtifacts(ctx, &f); err != nil {
 		return f, err
 	}
@@ -191,8 +222,99 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 		if err := m.checkCapacity(ctx, f); err != nil {
 			return f, err
 		}
+		if err := m.checkRoom(ctx); err != nil {
+			return f, err
+		}
 	}
 	return f, nil
+}
+
+// adoptReferenceCopy takes over a move that pg-microsharding left
+// half-done: its subscription on the destination streams into an
+// inactive copy of the shard there, which carries no pgms mark. The copy
+// is marked first, so that from then on it is an unfinished copy like
+// pgms's own (a crash from here on leaves a state the next run knows);
+// then pg-microsharding's subscription, slot and publication are dropped.
+// The caller removes the copy and starts over, or undoes the move.
+func (m *move) adoptReferenceCopy(ctx context.Context) (bool, error) {
+	sub := names.ReferenceSubscription(m.schema)
+	var exists bool
+	if err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1
+		AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))`, sub).Scan(&exists); err != nil {
+		return false, pgutil.Wrap(err, "node %s: look for pg-microsharding's subscription %s", m.dst.Name, sub)
+	}
+	if !exists {
+		return false, nil
+	}
+	m.event(PhasePreflight, EventInfo, fmt.Sprintf("pg-microsharding left a half-done move of %s from %s to %s (subscription %s and an inactive copy); pgms takes it over: the copy is marked as unfinished and replaced by a fresh one, pg-microsharding's replication objects are dropped",
+		m.schema, m.src.Name, m.dst.Name, sub))
+	if _, err := m.dst.Conn.Exec(ctx, "COMMENT ON SCHEMA "+pgutil.Quote(m.schema)+" IS "+quoteLiteral(names.CopyMark(m.schema, m.src.Name))); err != nil {
+		return false, pgutil.Wrap(err, "node %s: mark %s as an unfinished copy", m.dst.Name, m.schema)
+	}
+	m.touched = true
+	q := pgutil.Quote(sub)
+	if _, err := execSimple(ctx, m.dst.Conn, "ALTER SUBSCRIPTION "+q+" DISABLE; ALTER SUBSCRIPTION "+q+" SET (slot_name = NONE); DROP SUBSCRIPTION "+q); err != nil {
+		return true, pgutil.Wrap(err, "node %s: drop pg-microsharding's subscription %s", m.dst.Name, sub)
+	}
+	if err := m.dropSlots(ctx, "slot_name = "+quoteLiteral(sub)); err != nil {
+		return true, err
+	}
+	_, err := m.src.Conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgutil.Quote(names.ReferencePublication(m.schema)))
+	return true, pgutil.Wrap(err, "node %s: drop pg-microsharding's publication", m.src.Name)
+}
+
+// checkRoom makes sure the destination has room for the copy: the shard's
+// tables and indexes, and the WAL writing them produces until checkpoints
+// recycle it (at most max_wal_size). The free space of the destination's
+// data directory can be read only where the role may run programs on the
+// server (pg_execute_server_program); elsewhere the move says what it
+// could not check.
+func (m *move) checkRoom(ctx context.Context) error {
+	var need, walMax int64
+	err := m.src.Conn.QueryRow(ctx, `SELECT COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint
+		FROM pg_catalog.pg_class c WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1) AND c.relkind IN ('r', 'm')`, m.schema).Scan(&need)
+	if err != nil {
+		return pgutil.Wrap(err, "node %s: measure %s", m.src.Name, m.schema)
+	}
+	if err := m.dst.Conn.QueryRow(ctx, `SELECT setting::bigint * 1024 * 1024 FROM pg_catalog.pg_settings WHERE name = 'max_wal_size'`).Scan(&walMax); err != nil {
+		return pgutil.Wrap(err, "node %s: read max_wal_size", m.dst.Name)
+	}
+	want := need + min(need, walMax) + need/10
+	free, why := m.freeDisk(ctx)
+	if why != "" {
+		if need > 0 {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("could not check the free disk on %s (%s); make sure it has room for about %s (the shard's tables and indexes, %s, and the WAL the copy writes)",
+				m.dst.Name, why, units.FormatBytes(float64(want)), units.FormatBytes(float64(need))))
+		}
+		return nil
+	}
+	if free < want {
+		return fmt.Errorf("node %s has %s free on its data directory's file system; the copy of %s needs about %s (tables and indexes %s, plus the WAL the copy writes): free room there or choose another destination",
+			m.dst.Name, units.FormatBytes(float64(free)), m.schema, units.FormatBytes(float64(want)), units.FormatBytes(float64(need)))
+	}
+	return nil
+}
+
+// freeDisk reads the free bytes of the destination's data directory's
+// file system, through df run by the server in its data directory. It
+// returns why it could not, instead, when it could not.
+func (m *move) freeDisk(ctx context.Context) (int64, string) {
+	var allowed bool
+	err := m.dst.Conn.QueryRow(ctx, `SELECT rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&allowed)
+	if err != nil || !allowed {
+		return 0, "the role may not run programs on the server (pg_execute_server_program)"
+	}
+	var free int64
+	// A temporary table and COPY FROM PROGRAM with a fixed command: the
+	// server runs it in its data directory, which is where the copy goes.
+	_, err = execSimple(ctx, m.dst.Conn, `CREATE TEMPORARY TABLE IF NOT EXISTS pgms_df (line text); TRUNCATE pgms_df; COPY pgms_df FROM PROGRAM 'df -Pk . | tail -n 1'`)
+	if err == nil {
+		err = m.dst.Conn.QueryRow(ctx, `SELECT (regexp_split_to_array(line, '\s+'))[4]::bigint * 1024 FROM pgms_df LIMIT 1`).Scan(&free)
+	}
+	if err != nil {
+		return 0, "df on the server failed: " + pgutil.Describe(err)
+	}
+	return free, ""
 }
 
 // keepsInactive: the move ends with the shard inactive on the destination

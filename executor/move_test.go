@@ -2,9 +2,10 @@ package executor
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgms-dev/pgms/internal/names"
 )
 
 func TestMoveBasic(t *testing.T) {
@@ -47,7 +48,7 @@ func TestMoveBasic(t *testing.T) {
 	}
 	var comment *string
 	c.b.QueryRow(context.Background(), "SELECT obj_description('"+schema+"'::regnamespace, 'pg_namespace')").Scan(&comment)
-	if comment != nil && strings.HasPrefix(*comment, copyMarkPrefix) {
+	if comment != nil && names.IsCopyMark(*comment) {
 		t.Errorf("destination still marked: %q", *comment)
 	}
 	if res.Pause <= 0 || res.Pause > 2*time.Second || res.Core > res.Pause {

@@ -20,6 +20,9 @@ type Input struct {
 	Now time.Time
 	// LibraryVersion is the version of the library this pgms installs.
 	LibraryVersion int
+	// Lock is the run lock as the state node reported it, when read: a
+	// plan made while another run holds it says who and what it does.
+	Lock *state.LockStatus
 }
 
 // presence is one node's copy of a shard.
@@ -43,6 +46,12 @@ type planBuilder struct {
 	// aborted marks leftovers of interrupted moves away from a shard's
 	// place in the files: node name + "\x00" + leftover name.
 	aborted map[string]bool
+	// busy marks shards another run holds a live claim on: the plan
+	// leaves them, and their leftovers, alone.
+	busy map[int]bool
+	// aborts are the partial copies of interrupted moves to undo; they
+	// run before the moves, which may need the same names.
+	aborts []Step
 
 	allocs      []shardStep // one per shard, grouped into ranges later
 	flips       []shardStep
@@ -85,6 +94,7 @@ func Compute(in Input) *Plan {
 		artifacts:   map[int][]artifact{},
 		owned:       map[string]bool{},
 		aborted:     map[string]bool{},
+		busy:        map[int]bool{},
 		movesBySrc:  map[string]int{},
 		keyProblems: map[string][]string{},
 	}
@@ -96,17 +106,68 @@ func Compute(in Input) *Plan {
 		}
 		b.plan.Nodes = append(b.plan.Nodes, NodeInfo{Name: n.Name, Addr: addr})
 	}
+	for _, n := range in.Live.Nodes {
+		if n.Registered {
+			_, retired := in.Desired.RetiredNode(n.Name)
+			b.plan.Nodes = append(b.plan.Nodes, NodeInfo{Name: n.Name, Addr: n.Addr, Registered: true, Retired: retired})
+		}
+	}
+	b.running()
 	if !b.checkNodes() {
 		b.finish()
 		return b.plan
 	}
 	b.index()
+	b.claims()
 	b.install()
 	b.placeShards()
+	b.drains()
 	b.checkMoves()
 	b.cleanup()
+	b.retire()
 	b.finish()
 	return b.plan
+}
+
+// running describes the run that holds the run lock, if one does: the
+// plan is then made against a cluster that run is changing.
+func (b *planBuilder) running() {
+	l := b.in.Lock
+	if l == nil || !l.Held {
+		return
+	}
+	info := &RunInfo{Holder: fmt.Sprintf("a session (backend pid %d) without a holder row", l.HolderPID)}
+	if l.Holder != nil {
+		info.Holder = l.Holder.String()
+	}
+	for _, s := range l.Steps {
+		line := s.Kind
+		if s.Shard != nil {
+			line += fmt.Sprintf(" shard %d", *s.Shard)
+		}
+		if s.Source != "" || s.Destination != "" {
+			line += fmt.Sprintf(" %s → %s", s.Source, s.Destination)
+		}
+		if s.Phase != "" {
+			line += ", phase " + s.Phase
+		}
+		info.Steps = append(info.Steps, line)
+	}
+	b.plan.Running = info
+}
+
+// claims finds the shards other runs are working on: a live claim on any
+// node. Their presences and leftovers are that run's business.
+func (b *planBuilder) claims() {
+	for _, n := range b.in.Live.Nodes {
+		for _, c := range n.Claims {
+			if !c.Live {
+				continue
+			}
+			b.busy[c.Shard] = true
+			b.plan.InProgress = append(b.plan.InProgress, InProgress{Shard: c.Shard, Schema: c.Schema, Node: n.Name, Purpose: c.Purpose, Holder: c.Who()})
+		}
+	}
 }
 
 func (b *planBuilder) errorf(node string, shard *int, source, summary, detail string, args ...any) {
@@ -117,8 +178,11 @@ func (b *planBuilder) warnf(node string, shard *int, summary, detail string, arg
 	b.plan.Warnings = append(b.plan.Warnings, Problem{Summary: summary, Detail: fmt.Sprintf(detail, args...), Node: node, Shard: shard})
 }
 
-// checkNodes refuses to plan when a node cannot be read, is a standby or
-// runs a newer library than this pgms.
+// checkNodes refuses to plan when a node cannot be read, is a standby,
+// runs a newer library than this pgms, is the same server as another
+// node, or now reaches another server than the one registered under its
+// name. Nodes registered but no longer in the files count: a shard may
+// be active there.
 func (b *planBuilder) checkNodes() bool {
 	for _, n := range b.in.Desired.Nodes {
 		live := b.in.Live.Node(n.Name)
@@ -127,14 +191,98 @@ func (b *planBuilder) checkNodes() bool {
 		case live == nil:
 			b.errorf(n.Name, nil, src, fmt.Sprintf("node %s was not read", n.Name), "The live state holds no entry for this node.")
 		case live.Err != nil:
-			b.errorf(n.Name, nil, src, fmt.Sprintf("cannot read node %s", n.Name), "%v. A plan needs every node of the topology; fix the connection or remove the node from the files.", live.Err)
-		case live.Standby:
-			b.errorf(n.Name, nil, src, fmt.Sprintf("node %s is a standby", n.Name), "%s is in recovery. Nodes must be primaries: point the node's dsn at the primary.", live.Addr)
-		case live.Library.Installed && live.Library.Version > b.in.LibraryVersion:
-			b.errorf(n.Name, nil, src, fmt.Sprintf("node %s runs a newer library", n.Name), "The microsharding library on %s is version %d; this pgms knows version %d. Use a newer pgms.", live.Addr, live.Library.Version, b.in.LibraryVersion)
+			b.errorf(n.Name, nil, src, fmt.Sprintf("cannot read node %s", n.Name),
+				"%v. A plan needs every node: a shard may be active on this one, and without reading it pgms cannot rule out giving a shard a second home. Fix the connection (the dsn, the network, the credentials) and plan again.", live.Err)
+		default:
+			b.checkLiveNode(live, src)
 		}
 	}
+	for _, live := range b.in.Live.Nodes {
+		if !live.Registered {
+			continue
+		}
+		rn, retired := b.in.Desired.RetiredNode(live.Name)
+		src := ""
+		if retired {
+			src = config.Pos(rn.DeclRange)
+		}
+		switch {
+		case live.Err != nil && retired:
+			b.errorf(live.Name, nil, src, fmt.Sprintf("cannot read retired node %s", live.Name),
+				"%v. Node %s is retired at %s, but pgms must read it to move its shards off and to make sure nothing stays there. Make it reachable (give its dsn in the removed block if the registered address lacks a password), or, if the server is gone for good with its data, declare it: lost = true in that removed block.", live.Err, live.Name, src)
+		case live.Err != nil:
+			b.errorf(live.Name, nil, "", fmt.Sprintf("cannot read node %s, which is registered but not in the files", live.Name),
+				"%v. pgms managed node %s (%s) and it is no longer in the topology files; a shard may still be active there, so pgms plans nothing that could give a shard a second home. Put its node block back (so that pgms can reach it and move its shards), or retire it with removed { node = %q } and its dsn; if the server is gone for good with its data, add lost = true.", live.Err, live.Name, live.Addr, live.Name)
+		default:
+			b.checkLiveNode(live, src)
+		}
+	}
+	b.checkIdentities()
 	return len(b.plan.Errors) == 0
+}
+
+func (b *planBuilder) checkLiveNode(live *state.NodeState, src string) {
+	switch {
+	case live.Standby:
+		b.errorf(live.Name, nil, src, fmt.Sprintf("node %s is a standby", live.Name), "%s is in recovery. Nodes must be primaries: point the node's dsn at the primary.", live.Addr)
+	case live.Library.Installed && live.Library.Version > b.in.LibraryVersion:
+		b.errorf(live.Name, nil, src, fmt.Sprintf("node %s runs a newer library", live.Name), "The microsharding library on %s is version %d; this pgms knows version %d. Use a newer pgms.", live.Addr, live.Library.Version, b.in.LibraryVersion)
+	}
+}
+
+// checkIdentities refuses two node names for one running server, and a
+// node name that now reaches another server than the one registered under
+// it.
+func (b *planBuilder) checkIdentities() {
+	var readable []*state.NodeState
+	for _, n := range b.in.Live.Nodes {
+		if n.Err == nil && n.Identity.SystemIdentifier != "" {
+			readable = append(readable, n)
+		}
+	}
+	for i, a := range readable {
+		for _, c := range readable[i+1:] {
+			if a.Identity.SameServer(c.Identity) {
+				b.errorf(c.Name, nil, "", fmt.Sprintf("nodes %s and %s are the same server", a.Name, c.Name),
+					"Both reach database %s of the server started at %s (system identifier %s): %s and %s. One node is one database of one server: remove one of the two node blocks, or fix its dsn.",
+					a.Identity.Database, a.Identity.Started.UTC().Format(time.RFC3339), a.Identity.SystemIdentifier, a.Addr, c.Addr)
+			}
+		}
+	}
+	registered := map[string]state.RegisteredNode{}
+	ids := map[string]bool{}
+	for _, n := range b.in.Live.Nodes {
+		if n.Identity.ID != "" {
+			ids[n.Identity.ID] = true
+		}
+		for _, r := range n.Registry {
+			registered[r.ID] = r
+		}
+	}
+	regIDs := make([]string, 0, len(registered))
+	for id := range registered {
+		regIDs = append(regIDs, id)
+	}
+	sort.Strings(regIDs)
+	for _, n := range b.in.Desired.Nodes {
+		live := b.in.Live.Node(n.Name)
+		if live == nil || live.Err != nil {
+			continue
+		}
+		for _, id := range regIDs {
+			r := registered[id]
+			if r.Name != n.Name || r.ID == live.Identity.ID || ids[r.ID] {
+				continue
+			}
+			now := "a server pgms has not registered"
+			if live.Identity.ID != "" {
+				now = "a server registered as " + live.Identity.ID
+			}
+			b.errorf(n.Name, nil, config.Pos(n.DeclRange), fmt.Sprintf("node %s reaches another server than the one registered as %s", n.Name, n.Name),
+				"Its dsn now reaches %s (%s), while the registry records node %s as pgms id %s at %s, which no node of the files reaches any more. If the address moved by mistake, fix the dsn. If the server was replaced on purpose, retire the old one under its id: pgms nodes --forget %s removes it from the registry once you are sure it holds nothing.",
+				now, live.Addr, n.Name, r.ID, r.Addr, r.ID)
+		}
+	}
 }
 
 func (b *planBuilder) index() {
@@ -193,6 +341,9 @@ func (b *planBuilder) placeShards() {
 }
 
 func (b *planBuilder) placeShard(n int, desired map[int]config.ShardRange, removed map[int]config.ShardRange) {
+	if b.busy[n] {
+		return
+	}
 	live := b.shards[n]
 	shard := n
 	var activeOn []string
@@ -222,120 +373,145 @@ func (b *planBuilder) placeShard(n int, desired map[int]config.ShardRange, remov
 		return
 	}
 	src := config.Pos(r.DeclRange)
-	var here *presence
-	var others []presence
-	for i, p := range live {
-		if p.node.Name == r.Node {
-			here = &live[i]
+	// A copy is the destination of a move that did not finish: pgms's
+	// (marked by its schema comment) or pg-microsharding's (inactive, with
+	// its subscription beside it). The other presences are homes.
+	var homes, copies []presence
+	for _, p := range live {
+		if p.shard.Copy || b.referenceCopy(n, p) {
+			copies = append(copies, p)
 		} else {
-			others = append(others, p)
+			homes = append(homes, p)
 		}
 	}
-
-	// An interrupted move towards this node is finished, whatever else is
-	// true: its subscription is here and its source may already be renamed.
-	if from, ok := b.interruptedMoveTo(n, r.Node); ok {
-		b.addMove(n, from, r, true, fmt.Sprintf("an interrupted move of shard %d from %s to %s left its replication objects; it resumes", n, from, r.Node))
-		return
-	}
-
 	switch {
-	case here == nil && len(others) == 0:
+	case len(homes) > 1:
+		var where []string
+		for _, p := range homes {
+			where = append(where, p.node.Name)
+		}
+		b.errorf("", &shard, src, fmt.Sprintf("shard %d exists on %s", n, strings.Join(where, " and ")),
+			"Its schema %s is on several nodes, no run is working on it, and no interrupted move explains it (no copy mark, no move's subscription), so pgms cannot tell which copy holds the data. Compare the copies, drop the stale one, and plan again.",
+			b.in.Desired.SchemaName(n))
+	case len(homes) == 0 && len(copies) > 1:
+		var where []string
+		for _, p := range copies {
+			where = append(where, p.node.Name)
+		}
+		b.errorf("", &shard, src, fmt.Sprintf("shard %d exists only as unfinished copies on %s", n, strings.Join(where, " and ")),
+			"No node serves %s, and several unfinished copies of it exist: pgms cannot tell which move committed. Check the nodes (the renamed sources %sold… hold the data as it was at each cutover) before planning again.",
+			b.in.Desired.SchemaName(n), b.in.Desired.SchemaName(n))
+	case len(homes) == 0 && len(copies) == 1:
+		// The source was renamed: the cutover committed, and finishing is
+		// the only way on, wherever the files now place the shard.
+		c := copies[0]
+		from := b.renamedSourceOf(n, c)
+		reason := fmt.Sprintf("the cutover of an interrupted move of shard %d from %s to %s committed; the move is finished", n, from, c.node.Name)
+		if c.node.Name != r.Node {
+			shardNo := n
+			b.warnf(c.node.Name, &shardNo, fmt.Sprintf("shard %d is first finished on %s", n, c.node.Name),
+				"Its move to %s had committed, so it is finished there first; plan again afterwards to place it on %s as %s asks.", c.node.Name, r.Node, src)
+		}
+		b.addMove(n, from, config.ShardRange{From: n, To: n, Node: c.node.Name, Active: r.Active, DeclRange: r.DeclRange}, true, reason)
+	case len(homes) == 0:
 		state := "active"
 		if !r.Active {
 			state = "inactive"
 		}
 		b.allocs = append(b.allocs, shardStep{kind: StepAllocate, node: r.Node, shard: n, active: r.Active, source: src,
 			reason: fmt.Sprintf("placed on %s (%s) at %s and present on no node", r.Node, state, src)})
-	case here != nil && len(others) == 0:
-		if here.shard.Active != r.Active {
-			kind, want, is := StepActivate, "active", "inactive"
-			if !r.Active {
-				kind, want, is = StepDeactivate, "inactive", "active"
-			}
-			b.flips = append(b.flips, shardStep{kind: kind, node: r.Node, shard: n, active: r.Active, source: src,
-				reason: fmt.Sprintf("%s at %s but %s on %s", want, src, is, r.Node)})
-		}
-	case here == nil && len(others) == 1:
-		o := others[0]
-		state := "inactive"
-		if o.shard.Active {
-			state = "active"
-		}
-		b.addMove(n, o.node.Name, r, false, fmt.Sprintf("placed on %s at %s but lives on %s (%s)", r.Node, src, o.node.Name, state))
 	default:
-		// Copies on several nodes: only an interrupted move away from the
-		// desired node explains that, and undoing it is cleanup's job.
-		if b.interruptedMoveFrom(n, r.Node, others) {
+		home := homes[0]
+		resumed := false
+		for _, c := range copies {
+			if c.node.Name == r.Node && home.node.Name != r.Node {
+				resumed = true
+				reason := fmt.Sprintf("an interrupted move of shard %d from %s to %s left an unfinished copy; it resumes", n, home.node.Name, r.Node)
+				if !c.shard.Copy {
+					reason = fmt.Sprintf("pg-microsharding left a half-done move of shard %d from %s to %s; pgms takes it over (its partial copy is replaced by a fresh one)", n, home.node.Name, r.Node)
+				}
+				b.addMove(n, home.node.Name, r, true, reason)
+				continue
+			}
+			b.abortCopy(n, home, c)
+		}
+		if resumed {
 			return
 		}
-		var where []string
-		for _, p := range live {
-			where = append(where, p.node.Name)
-		}
-		b.errorf("", &shard, src, fmt.Sprintf("shard %d exists on %s", n, strings.Join(where, " and ")),
-			"Its schema %s is on several nodes and no interrupted move explains it, so pgms cannot tell which copy holds the data. Check the copies, drop the stale one, and plan again.",
-			b.in.Desired.SchemaName(n))
-	}
-}
-
-// interruptedMoveTo finds an interrupted move of shard n towards node dst:
-// its subscription on dst. It returns the move's source: the node with the
-// slot, publication or renamed source of the shard.
-func (b *planBuilder) interruptedMoveTo(n int, dst string) (string, bool) {
-	var sub *artifact
-	for i, a := range b.artifacts[n] {
-		if a.l.Kind == state.LeftoverSubscription && a.l.Tool == state.ToolPGMS && a.node.Name == dst {
-			sub = &b.artifacts[n][i]
-		}
-	}
-	if sub == nil {
-		return "", false
-	}
-	for _, a := range b.artifacts[n] {
-		if a.node.Name != dst && (a.l.Kind == state.LeftoverSlot || a.l.Kind == state.LeftoverPublication) && a.l.Tool == state.ToolPGMS {
-			return a.node.Name, true
-		}
-	}
-	for _, a := range b.artifacts[n] {
-		if a.node.Name != dst && a.l.Kind == state.LeftoverOldSchema {
-			return a.node.Name, true
-		}
-	}
-	for _, p := range b.shards[n] {
-		if p.node.Name != dst {
-			return p.node.Name, true
-		}
-	}
-	return "", false
-}
-
-// interruptedMoveFrom reports whether the extra copies of shard n are the
-// half-done destinations of moves away from src that the files no longer
-// ask for; cleanup then drops them together with their replication objects.
-func (b *planBuilder) interruptedMoveFrom(n int, src string, others []presence) bool {
-	for _, o := range others {
-		found := false
-		for _, a := range b.artifacts[n] {
-			if a.node.Name == o.node.Name && a.l.Kind == state.LeftoverSubscription && a.l.Tool == state.ToolPGMS {
-				found = true
+		if home.node.Name == r.Node {
+			if home.shard.Active != r.Active {
+				kind, want, is := StepActivate, "active", "inactive"
+				if !r.Active {
+					kind, want, is = StepDeactivate, "inactive", "active"
+				}
+				b.flips = append(b.flips, shardStep{kind: kind, node: r.Node, shard: n, active: r.Active, source: src,
+					reason: fmt.Sprintf("%s at %s but %s on %s", want, src, is, r.Node)})
 			}
+			return
 		}
-		if !found || o.shard.Active {
-			return false
+		state := "inactive"
+		if home.shard.Active {
+			state = "active"
+		}
+		where := home.node.Name
+		if home.node.Registered {
+			where += ", a node registered but no longer in the files"
+		}
+		b.addMove(n, home.node.Name, r, false, fmt.Sprintf("placed on %s at %s but lives on %s (%s)", r.Node, src, where, state))
+	}
+}
+
+// referenceCopy reports whether a presence is the destination of a move
+// pg-microsharding left half-done: inactive, unmarked, with that tool's
+// subscription for the shard on the same node.
+func (b *planBuilder) referenceCopy(n int, p presence) bool {
+	if p.shard.Active || p.shard.Copy {
+		return false
+	}
+	for _, a := range b.artifacts[n] {
+		if a.node.Name == p.node.Name && a.l.Kind == state.LeftoverSubscription && a.l.Tool == state.ToolPGMicrosharding {
+			return true
 		}
 	}
-	for _, o := range others {
-		b.plan.Steps = append(b.plan.Steps, Step{Kind: StepCleanup, Node: o.node.Name, Object: o.shard.Schema, ObjectKind: "schema",
-			Bytes: o.shard.Bytes, Code: CodeDropCopy, Shards: &Range{n, n}, From: src,
-			Reason: fmt.Sprintf("partial copy of an interrupted move of shard %d from %s, which the files no longer ask for", n, src)})
+	return false
+}
+
+// renamedSourceOf names the source of a committed move whose copy c is
+// the shard's only home: the node holding the newest renamed source, else
+// the one the copy's mark names.
+func (b *planBuilder) renamedSourceOf(n int, c presence) string {
+	newest, from := "", ""
+	for _, a := range b.artifacts[n] {
+		if a.node.Name != c.node.Name && a.l.Kind == state.LeftoverOldSchema && a.l.Name > newest {
+			newest, from = a.l.Name, a.node.Name
+		}
 	}
+	if from != "" {
+		return from
+	}
+	for _, node := range b.in.Live.Nodes {
+		if node.Name == c.shard.CopyFrom || node.Addr == c.shard.CopyFrom {
+			return node.Name
+		}
+	}
+	return c.shard.CopyFrom
+}
+
+// abortCopy plans the undo of an interrupted move from home to the copy's
+// node, which the files no longer ask for: the partial copy and the move's
+// replication objects go, the home is not touched.
+func (b *planBuilder) abortCopy(n int, home, c presence) {
+	reason := fmt.Sprintf("partial copy of an interrupted move of shard %d from %s, which the files no longer ask for", n, home.node.Name)
+	if !c.shard.Copy {
+		reason = fmt.Sprintf("partial copy of a move of shard %d from %s that pg-microsharding left half-done and the files do not ask for", n, home.node.Name)
+	}
+	b.aborts = append(b.aborts, Step{Kind: StepCleanup, Node: c.node.Name, Object: c.shard.Schema, ObjectKind: "schema",
+		Bytes: c.shard.Bytes, Code: CodeDropCopy, Shards: &Range{n, n}, From: home.node.Name, Reason: reason})
 	for _, a := range b.artifacts[n] {
 		if a.l.Kind == state.LeftoverSubscription || a.l.Kind == state.LeftoverSlot || a.l.Kind == state.LeftoverPublication {
 			b.aborted[a.node.Name+"\x00"+a.l.Name] = true
 		}
 	}
-	return true
 }
 
 func (b *planBuilder) addMove(n int, from string, r config.ShardRange, resume bool, reason string) {
@@ -364,6 +540,144 @@ func (b *planBuilder) addMove(n int, from string, r config.ShardRange, resume bo
 			b.owned[a.node.Name+"\x00"+a.l.Name] = true
 		}
 	}
+}
+
+// drains warns about drained nodes that the files still place shards on:
+// drain = true guides pgms rebalance, which rewrites the placement; until
+// then nothing moves, and a plan saying "no changes" would mislead a
+// review.
+func (b *planBuilder) drains() {
+	desired := b.in.Desired.Placement()
+	for _, n := range b.in.Desired.Nodes {
+		if !n.Drain {
+			continue
+		}
+		live := b.in.Live.Node(n.Name)
+		if live == nil {
+			continue
+		}
+		var held []int
+		for _, s := range live.Shards {
+			if r, ok := desired[s.Shard]; ok && r.Node == n.Name && !s.Copy {
+				held = append(held, s.Shard)
+			}
+		}
+		if len(held) == 0 {
+			continue
+		}
+		d := Drain{Node: n.Name, Shards: len(held), Ranges: compactInts(held), Source: config.Pos(n.DeclRange)}
+		b.plan.Drains = append(b.plan.Drains, d)
+		b.warnf(n.Name, nil, fmt.Sprintf("node %s is drained but still holds %d shards", n.Name, len(held)),
+			"drain = true at %s, and the files still place shards %s on %s. drain guides pgms rebalance, which rewrites the placement: run pgms rebalance --write, review the diff, then plan; the moves appear then.",
+			d.Source, d.Ranges, n.Name)
+	}
+}
+
+// retire plans the retirement of the nodes removed blocks name: once the
+// steps above have moved everything off a node, it is forgotten by the
+// registry. A node that would still hold shards or leftovers is not
+// retired.
+func (b *planBuilder) retire() {
+	registered := map[string]state.RegisteredNode{}
+	for _, n := range b.in.Live.Nodes {
+		for _, r := range n.Registry {
+			if _, ok := registered[r.Name]; !ok {
+				registered[r.Name] = r
+			}
+		}
+	}
+	movedOff := map[string]map[int]bool{}
+	for _, m := range b.moves {
+		if movedOff[m.From] == nil {
+			movedOff[m.From] = map[int]bool{}
+		}
+		movedOff[m.From][m.Shards.From] = true
+	}
+	for _, d := range b.drops {
+		if movedOff[d.node] == nil {
+			movedOff[d.node] = map[int]bool{}
+		}
+		movedOff[d.node][d.shard] = true
+	}
+	for _, rn := range b.in.Desired.Retired {
+		src := config.Pos(rn.DeclRange)
+		live := b.in.Live.Node(rn.Name)
+		id := ""
+		if live != nil {
+			id = live.Identity.ID
+		}
+		if r, ok := registered[rn.Name]; ok && id == "" {
+			id = r.ID
+		}
+		if id == "" {
+			b.warnf(rn.Name, nil, fmt.Sprintf("node %s is already retired", rn.Name),
+				"No node registry knows node %s (%s): it was retired already, or never managed by pgms. Remove the removed block.", rn.Name, src)
+			continue
+		}
+		if rn.Lost {
+			b.plan.Steps = append(b.plan.Steps, Step{Kind: StepRetire, Node: rn.Name, NodeID: id, Source: src,
+				Reason: fmt.Sprintf("declared lost at %s: pgms stops visiting it, and whatever it held is given up", src)})
+			continue
+		}
+		if live == nil || live.Err != nil {
+			continue // checkNodes reported it
+		}
+		var shards []int
+		for _, s := range live.Shards {
+			if !movedOff[rn.Name][s.Shard] {
+				shards = append(shards, s.Shard)
+			}
+		}
+		var kept []string
+		for _, k := range b.plan.Kept {
+			if k.Node == rn.Name {
+				kept = append(kept, k.Object)
+			}
+		}
+		shard := 0
+		switch {
+		case len(shards) > 0:
+			shard = shards[0]
+			b.errorf(rn.Name, &shard, src, fmt.Sprintf("retired node %s still holds shards %s", rn.Name, compactInts(shards)),
+				"Node %s is retired at %s, but no shards block places shards %s elsewhere, so they would stay on it. Place them on another node (pgms moves them off %s), or drop them with a removed block.",
+				rn.Name, src, compactInts(shards), rn.Name)
+		case len(kept) > 0:
+			b.warnf(rn.Name, nil, fmt.Sprintf("retired node %s still holds leftovers", rn.Name),
+				"Node %s is retired at %s, but it keeps %s within cleanup_after; it is forgotten once they are gone (pgms cleanup --retain 0 drops them now).", rn.Name, src, strings.Join(kept, ", "))
+		default:
+			reason := fmt.Sprintf("retired at %s and holds nothing", src)
+			if len(movedOff[rn.Name]) > 0 {
+				reason = fmt.Sprintf("retired at %s; it holds nothing once the steps above moved its shards off", src)
+			}
+			b.plan.Steps = append(b.plan.Steps, Step{Kind: StepRetire, Node: rn.Name, NodeID: id, Source: src, Reason: reason})
+		}
+	}
+	for _, n := range b.in.Live.Nodes {
+		if _, retired := b.in.Desired.RetiredNode(n.Name); !n.Registered || retired || n.Err != nil {
+			continue
+		}
+		b.warnf(n.Name, nil, fmt.Sprintf("node %s is not in the files, but registered", n.Name),
+			"pgms managed node %s (%s) and still visits it: shards on it are live. To retire it, place its shards on other nodes and add removed { node = %q }.", n.Name, n.Addr, n.Name)
+	}
+}
+
+// compactInts says which numbers a sorted list holds: "3, 5-8".
+func compactInts(ns []int) string {
+	sort.Ints(ns)
+	var parts []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprint(ns[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
 
 // checkMoves refuses moves the nodes cannot carry: they would fail at
@@ -416,7 +730,8 @@ func (b *planBuilder) cleanup() {
 	for _, v := range verdicts {
 		l := v.Leftover
 		key := v.Node + "\x00" + l.Name
-		if b.owned[key] {
+		// Copies are placeShard's: resumed or undone with their move.
+		if b.owned[key] || b.busy[l.Shard] || l.Kind == state.LeftoverCopy {
 			continue
 		}
 		shard := l.Shard
@@ -476,18 +791,24 @@ func (b *planBuilder) finish() {
 		b.plan.Unmanaged = nil
 		return
 	}
-	var installs, cleanups []Step
+	var installs, cleanups, retires []Step
 	for _, s := range b.plan.Steps {
 		switch s.Kind {
 		case StepInstall:
 			installs = append(installs, s)
 		case StepCleanup:
 			cleanups = append(cleanups, s)
+		case StepRetire:
+			retires = append(retires, s)
 		}
 	}
 	steps := installs
 	steps = append(steps, b.merge(b.allocs)...)
 	steps = append(steps, b.merge(b.flips)...)
+	// Interrupted moves the files no longer ask for are undone before any
+	// move starts: a new move of the same shard uses the same names.
+	sort.SliceStable(b.aborts, func(i, j int) bool { return b.aborts[i].Shards.From < b.aborts[j].Shards.From })
+	steps = append(steps, b.aborts...)
 	steps = append(steps, b.orderMoves()...)
 	// Subscriptions go first everywhere: one holds its slot on another
 	// node, and a slot in use cannot be dropped. Then slots, publications,
@@ -504,6 +825,7 @@ func (b *planBuilder) finish() {
 	})
 	steps = append(steps, cleanups...)
 	steps = append(steps, b.merge(b.drops)...)
+	steps = append(steps, retires...)
 	if steps == nil {
 		steps = []Step{}
 	}
@@ -537,6 +859,8 @@ func (b *planBuilder) finish() {
 			s.Cleanup++
 		case StepDrop:
 			s.Drop += st.Shards.Len()
+		case StepRetire:
+			s.Retire++
 		}
 	}
 }

@@ -21,6 +21,7 @@ const (
 	StepMove       StepKind = "move"       // move one shard between nodes online
 	StepCleanup    StepKind = "cleanup"    // drop a leftover of an earlier move
 	StepDrop       StepKind = "drop"       // drop shards listed in a removed block
+	StepRetire     StepKind = "retire"     // forget a retired node that holds nothing any more
 )
 
 // Risk codes mark steps a pipeline may want a person to approve. They are
@@ -86,6 +87,8 @@ type Step struct {
 	Source string `json:"source,omitempty"`
 	// Code is a risk code for destructive steps (see the Code constants).
 	Code string `json:"code,omitempty"`
+	// NodeID is, for a retire step, the pgms id of the node retired.
+	NodeID string `json:"node_id,omitempty"`
 }
 
 // Symbol is the one-character mark of a step in the text plan.
@@ -93,7 +96,7 @@ func (s Step) Symbol() string {
 	switch s.Kind {
 	case StepInstall, StepAllocate:
 		return "+"
-	case StepCleanup, StepDrop:
+	case StepCleanup, StepDrop, StepRetire:
 		return "-"
 	default:
 		return "~"
@@ -122,6 +125,38 @@ type Unmanaged struct {
 type NodeInfo struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"` // host:port/database, never a password
+	// Registered marks a node that is not in the files but in the node
+	// registry: pgms still visits it, and shards on it are live.
+	Registered bool `json:"registered,omitempty"`
+	// Retired marks a node a removed block retires.
+	Retired bool `json:"retired,omitempty"`
+}
+
+// InProgress is work another run is doing on a shard right now (it holds
+// the shard's claim on a node): the plan leaves the shard alone.
+type InProgress struct {
+	Shard   int    `json:"shard"`
+	Schema  string `json:"schema,omitempty"`
+	Node    string `json:"node"`
+	Purpose string `json:"purpose,omitempty"` // e.g. "move a → b (source)"
+	Holder  string `json:"holder"`            // who: command, pid, host, user, since
+}
+
+// Drain is a node the files drain that still holds shards the files place
+// on it: nothing moves until rebalance rewrites the placement.
+type Drain struct {
+	Node   string `json:"node"`
+	Shards int    `json:"shards"`
+	// Ranges are the shards still placed on it, e.g. "1, 5-7".
+	Ranges string `json:"ranges"`
+	Source string `json:"source,omitempty"` // where drain = true is set
+}
+
+// RunInfo describes the run holding the run lock while the plan was made.
+type RunInfo struct {
+	Holder string `json:"holder"`
+	// Steps are the steps it was running, one line each.
+	Steps []string `json:"steps,omitempty"`
 }
 
 // Summary counts the steps by kind.
@@ -134,11 +169,12 @@ type Summary struct {
 	MoveBytes  int64 `json:"move_bytes"`
 	Cleanup    int   `json:"cleanup"`
 	Drop       int   `json:"drop"` // shards
+	Retire     int   `json:"retire,omitempty"`
 }
 
 // Changes is the number of changes the summary counts.
 func (s Summary) Changes() int {
-	return s.Install + s.Allocate + s.Activate + s.Deactivate + s.Move + s.Cleanup + s.Drop
+	return s.Install + s.Allocate + s.Activate + s.Deactivate + s.Move + s.Cleanup + s.Drop + s.Retire
 }
 
 // Plan is the ordered list of steps that takes the live cluster to the
@@ -158,6 +194,12 @@ type Plan struct {
 
 	Steps     []Step      `json:"steps"`
 	Unmanaged []Unmanaged `json:"unmanaged,omitempty"`
+	// InProgress lists shards other runs are working on right now; Running
+	// describes the run holding the run lock, if one did.
+	InProgress []InProgress `json:"in_progress,omitempty"`
+	Running    *RunInfo     `json:"running,omitempty"`
+	// Drains lists drained nodes that still hold shards placed on them.
+	Drains []Drain `json:"drains,omitempty"`
 	// Kept lists leftovers that stay because they are within retention.
 	Kept     []Step    `json:"kept,omitempty"`
 	Errors   []Problem `json:"errors,omitempty"`
@@ -167,6 +209,11 @@ type Plan struct {
 
 // HasChanges reports whether the plan would change anything.
 func (p *Plan) HasChanges() bool { return len(p.Steps) > 0 }
+
+// Pending reports whether the cluster differs from the files, whether or
+// not this plan has steps for it: steps, shards other runs are changing,
+// drains that wait for a rebalance. plan -detailed-exitcode exits 2 then.
+func (p *Plan) Pending() bool { return p.HasChanges() || len(p.InProgress) > 0 || len(p.Drains) > 0 }
 
 // HasErrors reports whether the planner refused to plan.
 func (p *Plan) HasErrors() bool { return len(p.Errors) > 0 }

@@ -57,6 +57,25 @@ func (n *liveNode) shards(from, to int, active bool) *liveNode {
 	return n
 }
 
+// copies marks the node's shards from..to as unfinished copies of moves
+// from the node named source.
+func (n *liveNode) copies(from, to int, source string) *liveNode {
+	for i := range n.s.Shards {
+		if s := &n.s.Shards[i]; s.Shard >= from && s.Shard <= to {
+			s.Copy, s.CopyFrom = true, source
+		}
+	}
+	return n
+}
+
+// claim records a claim of a shard on the node; live says a session holds
+// it.
+func (n *liveNode) claim(shard int, purpose string, live bool) *liveNode {
+	n.s.Claims = append(n.s.Claims, state.ClaimInfo{Shard: shard, Schema: fmt.Sprintf("sh%04d", shard), Token: "0123456789ab", Purpose: purpose,
+		Host: "ci-7", PID: 4242, User: "deploy", Command: "apply --config topology", Since: time.Date(2026, 11, 25, 11, 58, 0, 0, time.UTC), Live: live})
+	return n
+}
+
 func (n *liveNode) leftover(l state.Leftover) *liveNode {
 	if l.Tool == "" {
 		l.Tool = state.ToolPGMS
@@ -81,6 +100,10 @@ type scenario struct {
 	live *state.Cluster
 	// check inspects the plan beyond the golden files.
 	check func(t *testing.T, p *Plan)
+}
+
+func sameServer(s *state.NodeState) {
+	s.Identity = state.Identity{SystemIdentifier: "7713636149067055160", Database: "app", Started: time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)}
 }
 
 func scenarios() []scenario {
@@ -245,7 +268,7 @@ shards "5-6" {
 					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}).
 					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
 				node("b"),
-				node("c").shards(7, 7, false).
+				node("c").shards(7, 7, false).copies(7, 7, "a").
 					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, Slot: "pgms_move_sh0007"}),
 			),
 			check: func(t *testing.T, p *Plan) {
@@ -262,7 +285,7 @@ shards "5-6" {
 					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, RetainedBytes: 16 << 20}).
 					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
 				node("b"),
-				node("c").shards(7, 7, false).
+				node("c").shards(7, 7, false).copies(7, 7, "a").
 					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, Slot: "pgms_move_sh0007"}),
 			),
 			check: func(t *testing.T, p *Plan) {
@@ -318,6 +341,147 @@ shards "5-6" {
 			name: "error_copies_on_two_nodes",
 			hcl:  threeNodes + `shards "4" { node = "a" }`,
 			live: cluster(node("a").shards(4, 4, true), node("b").shards(4, 4, false), node("c")),
+		},
+		{
+			name: "resume_copy_killed_mid_copy",
+			hcl:  threeNodes + `shards "12" { node = "c" }`,
+			live: cluster(
+				node("a").shards(12, 12, true).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0012", Schema: "sh0012", Shard: 12, RetainedBytes: 3 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0012", Schema: "sh0012", Shard: 12}),
+				node("b"),
+				node("c").shards(12, 12, false).copies(12, 12, "a"),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 1 || !p.Steps[0].Resume || p.Steps[0].From != "a" || p.Steps[0].To != "c" {
+					t.Errorf("steps %+v", p.Steps)
+				}
+			},
+		},
+		{
+			name: "move_in_progress",
+			hcl:  threeNodes + `shards "4" { node = "a" }` + "\n" + `shards "5" { node = "b" }`,
+			live: cluster(
+				node("a").shards(4, 4, true).claim(4, "move a → c (source)", true).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0004", Schema: "sh0004", Shard: 4, Active: true, WalsenderClient: "pgms/0123456789ab"}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0004", Schema: "sh0004", Shard: 4}),
+				node("b").shards(5, 5, true).claim(5, "move b → c (source)", false),
+				node("c").shards(4, 4, false).copies(4, 4, "a").claim(4, "move a → c (destination)", true),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if p.HasErrors() || len(p.Steps) != 0 || len(p.InProgress) != 2 || !p.Pending() {
+					t.Errorf("errors %+v, steps %+v, in progress %+v", p.Errors, p.Steps, p.InProgress)
+				}
+			},
+		},
+		{
+			name: "reference_half_done_move",
+			hcl:  threeNodes + `shards "1" { node = "b" }` + "\n" + `shards "2" { node = "a" }`,
+			live: cluster(
+				node("a").shards(1, 2, true).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pg_microsharding_move_sh0001_pub", Schema: "sh0001", Shard: 1, Tool: state.ToolPGMicrosharding}).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pg_microsharding_move_sh0001_sub", Schema: "sh0001", Shard: 1, Tool: state.ToolPGMicrosharding, Active: true, WalsenderClient: "pg_microsharding_move_sh0001_sub"}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pg_microsharding_move_sh0002_pub", Schema: "sh0002", Shard: 2, Tool: state.ToolPGMicrosharding}).
+					leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pg_microsharding_move_sh0002_sub", Schema: "sh0002", Shard: 2, Tool: state.ToolPGMicrosharding, Active: true, WalsenderClient: "pg_microsharding_move_sh0002_sub"}),
+				node("b").shards(1, 2, false).
+					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pg_microsharding_move_sh0001_sub", Schema: "sh0001", Shard: 1, Tool: state.ToolPGMicrosharding, Active: true, Slot: "pg_microsharding_move_sh0001_sub"}).
+					leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pg_microsharding_move_sh0002_sub", Schema: "sh0002", Shard: 2, Tool: state.ToolPGMicrosharding, Active: true, Slot: "pg_microsharding_move_sh0002_sub"}),
+				node("c"),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if p.HasErrors() || p.Summary.Move != 1 || !p.Steps[1].Resume || p.Steps[0].Object != "sh0002" {
+					t.Errorf("errors %+v, steps %+v", p.Errors, p.Steps)
+				}
+			},
+		},
+		{
+			name: "drain_pending",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "b" {
+  dsn   = "postgres://app@db-b:5432/app"
+  drain = true
+}
+shards "1-4" { node = "b" }
+`,
+			live: cluster(node("a"), node("b").shards(1, 4, true)),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Drains) != 1 || p.Drains[0].Shards != 4 || p.HasChanges() || !p.Pending() {
+					t.Errorf("drains %+v", p.Drains)
+				}
+			},
+		},
+		{
+			name: "registered_node_left_the_files",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "c" { dsn = "postgres://app@db-c:5432/app" }
+shards "1-2" { node = "a" }
+shards "5-8" { node = "c" }
+`,
+			live: cluster(node("a").shards(1, 2, true), node("b").shards(5, 8, true).with(func(s *state.NodeState) { s.Registered = true }), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if p.Summary.Move != 4 || p.Summary.Allocate != 0 || len(p.Warnings) != 1 {
+					t.Errorf("summary %+v, warnings %+v", p.Summary, p.Warnings)
+				}
+			},
+		},
+		{
+			name: "error_registered_node_unreachable",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+node "c" { dsn = "postgres://app@db-c:5432/app" }
+shards "5-8" { node = "c" }
+`,
+			live: cluster(node("a"), node("b").with(func(s *state.NodeState) {
+				s.Registered = true
+				s.Err = errors.New("node b (db-b:5432/app): cannot connect: connection refused")
+			}), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Errors) != 1 || strings.Contains(p.Errors[0].Detail, "remove the node from the files") {
+					t.Errorf("errors %+v", p.Errors)
+				}
+			},
+		},
+		{
+			name: "retire_node",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+removed { node = "b" }
+shards "1-3" { node = "a" }
+`,
+			live: cluster(node("a").shards(1, 1, true), node("b").shards(2, 3, true).with(func(s *state.NodeState) {
+				s.Registered = true
+				s.Identity.ID = "00000000-0000-0000-0000-00000000000b"
+			})),
+			check: func(t *testing.T, p *Plan) {
+				last := p.Steps[len(p.Steps)-1]
+				if p.Summary.Move != 2 || last.Kind != StepRetire || last.NodeID == "" {
+					t.Errorf("steps %+v", p.Steps)
+				}
+			},
+		},
+		{
+			name: "error_retired_node_keeps_shards",
+			hcl: `
+node "a" { dsn = "postgres://app@db-a:5432/app" }
+removed { node = "b" }
+shards "1" { node = "a" }
+`,
+			live: cluster(node("a").shards(1, 1, true), node("b").shards(9, 9, true).with(func(s *state.NodeState) {
+				s.Registered = true
+				s.Identity.ID = "00000000-0000-0000-0000-00000000000b"
+			})),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Errors) != 1 {
+					t.Errorf("errors %+v", p.Errors)
+				}
+			},
+		},
+		{
+			name: "error_same_server_twice",
+			hcl:  threeNodes,
+			live: cluster(node("a").with(sameServer), node("b").with(sameServer), node("c")),
 		},
 		{
 			name: "error_newer_library",

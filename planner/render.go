@@ -82,6 +82,8 @@ func Headline(s Step) string {
 		return fmt.Sprintf("drop %s %s on %s%s", s.ObjectKind, s.Object, s.Node, size)
 	case StepDrop:
 		return fmt.Sprintf("drop %s on %s with all their data, %s", shardsLabel(s), s.Node, units.FormatBytes(float64(s.Bytes)))
+	case StepRetire:
+		return fmt.Sprintf("retire node %s (the node registry forgets it)", s.Node)
 	}
 	return string(s.Kind)
 }
@@ -111,6 +113,9 @@ func SummaryLine(p *Plan) string {
 		return fmt.Sprintf("Planning failed: %d %s.", len(p.Errors), pluralWord(len(p.Errors), "error", "errors"))
 	}
 	if !p.HasChanges() {
+		if p.Pending() {
+			return "No steps to take now, but the cluster does not match the files yet: " + pendingText(p) + "."
+		}
 		return NoChanges
 	}
 	s := p.Summary
@@ -129,7 +134,28 @@ func SummaryLine(p *Plan) string {
 	}
 	add(s.Cleanup, "to clean up")
 	add(s.Drop, "to drop")
-	return "Plan: " + strings.Join(parts, ", ") + "."
+	add(s.Retire, "to retire")
+	line := "Plan: " + strings.Join(parts, ", ") + "."
+	if len(p.InProgress) > 0 || len(p.Drains) > 0 {
+		line += " Also pending: " + pendingText(p) + "."
+	}
+	return line
+}
+
+// pendingText says what differs from the files without a step for it.
+func pendingText(p *Plan) string {
+	var parts []string
+	if n := len(p.InProgress); n > 0 {
+		shards := map[int]bool{}
+		for _, ip := range p.InProgress {
+			shards[ip.Shard] = true
+		}
+		parts = append(parts, fmt.Sprintf("%d %s being changed by another run", len(shards), pluralWord(len(shards), "shard", "shards")))
+	}
+	if n := len(p.Drains); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d drained %s still holding shards (run pgms rebalance)", n, pluralWord(n, "node", "nodes")))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func pluralWord(n int, one, many string) string {
@@ -164,6 +190,7 @@ type Text struct{}
 // Render implements Renderer.
 func (Text) Render(w io.Writer, p *Plan) error {
 	var b strings.Builder
+	writeRunning(&b, p)
 	writeProblems(&b, "Error", p.Errors)
 	if p.HasErrors() {
 		fmt.Fprintf(&b, "%s\n", SummaryLine(p))
@@ -193,7 +220,30 @@ func writeStep(b *strings.Builder, s Step, indent string) {
 	fmt.Fprintf(b, "%s    %s\n", indent, s.Reason)
 }
 
+// writeRunning says which run held the run lock while the plan was made.
+func writeRunning(b *strings.Builder, p *Plan) {
+	if p.Running == nil {
+		return
+	}
+	fmt.Fprintf(b, "Note: another pgms run holds the run lock: %s.\n", p.Running.Holder)
+	for _, st := range p.Running.Steps {
+		fmt.Fprintf(b, "  running: %s\n", st)
+	}
+	b.WriteString("  This plan shows the cluster as it is now, while that run changes it; apply waits for it (--lock-timeout) or fails naming it.\n\n")
+}
+
 func writeExtras(b *strings.Builder, p *Plan) {
+	if len(p.InProgress) > 0 {
+		b.WriteString("In progress (another run holds these shards; the plan leaves them alone):\n")
+		for _, ip := range p.InProgress {
+			what := ip.Purpose
+			if what == "" {
+				what = "claimed"
+			}
+			fmt.Fprintf(b, "  shard %d on %s: %s, by %s\n", ip.Shard, ip.Node, what, ip.Holder)
+		}
+		b.WriteString("\n")
+	}
 	if len(p.Kept) > 0 {
 		b.WriteString("Leftovers kept:\n")
 		for _, s := range p.Kept {
@@ -258,12 +308,17 @@ func (Markdown) Render(w io.Writer, p *Plan) error {
 		_, err := io.WriteString(w, head.String())
 		return err
 	case !p.HasChanges():
-		fmt.Fprintf(&head, "### pgms plan\n\n%s\n", NoChanges)
+		fmt.Fprintf(&head, "### pgms plan\n\n%s\n", SummaryLine(p))
 	default:
 		fmt.Fprintf(&head, "### pgms plan\n\n**%s**\n", SummaryLine(p))
 		if codes := riskCodes(p); len(codes) > 0 {
 			fmt.Fprintf(&head, "\nSteps with risk codes: %s.\n", strings.Join(codes, ", "))
 		}
+	}
+	if p.Running != nil {
+		var r strings.Builder
+		writeRunning(&r, p)
+		head.WriteString("\n> " + strings.ReplaceAll(strings.TrimRight(mdEscape(r.String()), "\n"), "\n", "\n> ") + "\n")
 	}
 	var body strings.Builder
 	if p.HasChanges() {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 )
@@ -84,6 +85,36 @@ type NodeState struct {
 
 	Shards    []ShardState // shard schemas present, sorted by number
 	Leftovers []Leftover   // sorted by shard, kind and name
+
+	// Identity is what the node says about itself.
+	Identity Identity
+	// Registry is the node registry this node keeps (see Register).
+	Registry []RegisteredNode
+	// Claims are the shard claims the node records or holds (see
+	// ClaimShards), sorted by shard.
+	Claims []ClaimInfo
+	// Registered marks a node that is not in the topology files but was
+	// found in the registry of nodes that are (set by the caller that
+	// read it so).
+	Registered bool
+}
+
+// Claim returns the node's claim of a shard, or nil.
+func (n *NodeState) Claim(shard int) *ClaimInfo {
+	for i := range n.Claims {
+		if n.Claims[i].Shard == shard {
+			return &n.Claims[i]
+		}
+	}
+	return nil
+}
+
+// LiveClaim returns the node's claim of a shard when a session holds it.
+func (n *NodeState) LiveClaim(shard int) *ClaimInfo {
+	if c := n.Claim(shard); c != nil && c.Live {
+		return c
+	}
+	return nil
 }
 
 // ShardState is one shard schema present on a node.
@@ -99,6 +130,10 @@ type ShardState struct {
 	TablesWithoutKey []string
 	// Weight is set when RefreshOptions.Weights asks for it.
 	Weight *Weight
+	// Copy marks an unfinished copy made by a move (its schema comment
+	// says so); CopyFrom is the source the mark names.
+	Copy     bool
+	CopyFrom string
 }
 
 // Node returns the node named name, or nil.
@@ -199,7 +234,7 @@ const (
 	// when its replica identity is NOTHING, or DEFAULT without a primary
 	// key.
 	schemasQuery = `
-		SELECT n.nspname::text,
+		SELECT n.nspname::text, COALESCE(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''),
 		       count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p'))::int,
 		       COALESCE(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::bigint,
 		       COALESCE(array_agg(c.relname::text ORDER BY c.relname) FILTER (
@@ -208,7 +243,7 @@ const (
 		FROM pg_catalog.pg_namespace n
 		LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'm')
 		WHERE starts_with(n.nspname, $1)
-		GROUP BY n.nspname`
+		GROUP BY n.oid, n.nspname`
 
 	publicationsQuery = `SELECT pubname::text FROM pg_catalog.pg_publication`
 
@@ -253,7 +288,7 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 		}
 		var err error
 		if schemas, err = collect(br, func(r pgx.Rows, s *schemaRow) error {
-			return r.Scan(&s.name, &s.tables, &s.bytes, &s.withoutKey)
+			return r.Scan(&s.name, &s.comment, &s.tables, &s.bytes, &s.withoutKey)
 		}); err != nil {
 			return fmt.Errorf("read shard schemas: %w", err)
 		}
@@ -297,10 +332,15 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 	isShard := func(name string) bool { _, ok := shardNumber(naming, name); return ok }
 	for _, s := range schemas {
 		if shard, ok := shardNumber(naming, s.name); ok {
-			n.Shards = append(n.Shards, ShardState{
+			st := ShardState{
 				Shard: shard, Schema: s.name, Active: active[s.name],
 				Tables: s.tables, Bytes: s.bytes, TablesWithoutKey: s.withoutKey,
-			})
+			}
+			st.CopyFrom, st.Copy = names.ParseCopyMark(s.comment)
+			n.Shards = append(n.Shards, st)
+			if st.Copy {
+				n.Leftovers = append(n.Leftovers, Leftover{Kind: LeftoverCopy, Name: s.name, Schema: s.name, Shard: shard, Tool: ToolPGMS, Bytes: s.bytes})
+			}
 			continue
 		}
 		if l, ok := schemaLeftover(s.name, isShard, naming); ok {
@@ -330,6 +370,18 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 	sort.Slice(n.Shards, func(i, j int) bool { return n.Shards[i].Shard < n.Shards[j].Shard })
 	sortLeftovers(n.Leftovers)
 
+	if n.Identity, err = ReadIdentity(ctx, conn, opts.LibrarySchema); err != nil {
+		return fmt.Errorf("read the node's identity: %w", err)
+	}
+	if version >= 0 {
+		if n.Registry, err = ReadRegistry(ctx, conn, opts.LibrarySchema); err != nil {
+			return fmt.Errorf("read the node registry: %w", err)
+		}
+		if n.Claims, err = ReadClaims(ctx, conn, opts.LibrarySchema); err != nil {
+			return fmt.Errorf("read shard claims: %w", err)
+		}
+	}
+
 	if opts.Weights && len(n.Shards) > 0 {
 		schemas := make([]string, len(n.Shards))
 		for i, s := range n.Shards {
@@ -355,6 +407,7 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 
 type schemaRow struct {
 	name       string
+	comment    string
 	tables     int
 	bytes      int64
 	withoutKey []string
@@ -391,6 +444,10 @@ func collect[T any](br pgx.BatchResults, scan func(pgx.Rows, *T) error) ([]T, er
 	}
 	return out, rows.Err()
 }
+
+// ShardNumber returns the shard a schema name stands for under naming,
+// when the name is exactly the prefix followed by the number's digits.
+func ShardNumber(naming sql.Naming, name string) (int, bool) { return shardNumber(naming, name) }
 
 // shardNumber returns the shard a schema name stands for when the name is
 // exactly the naming's prefix followed by its number of digits.
@@ -436,6 +493,9 @@ func (c *Cluster) Snapshot() []string {
 			if s.Active {
 				flag = "active"
 			}
+			if s.Copy {
+				flag += ", unfinished copy from " + s.CopyFrom
+			}
 			lines = append(lines, fmt.Sprintf("node %s: shard %s %s", n.Name, s.Schema, flag))
 		}
 		for _, l := range n.Leftovers {
@@ -455,39 +515,4 @@ func (c *Cluster) Fingerprint() string {
 		h.Write([]byte{'\n'})
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// CheckActivation returns an error when activating schemas on the node at
-// addr (host:port/database) would make a shard active on two nodes: one of
-// them is active on another node of c, or another node could not be read
-// and so cannot be ruled out. The check is as fresh as c.
-func (c *Cluster) CheckActivation(addr string, schemas []string) error {
-	want := make(map[string]bool, len(schemas))
-	for _, s := range schemas {
-		want[s] = true
-	}
-	var conflicts, unreadable []string
-	for _, n := range c.Nodes {
-		if n.Addr == addr {
-			continue
-		}
-		if n.Err != nil {
-			unreadable = append(unreadable, n.Label())
-			continue
-		}
-		for _, s := range n.Shards {
-			if s.Active && want[s.Schema] {
-				conflicts = append(conflicts, fmt.Sprintf("%s is active on node %s", s.Schema, n.Label()))
-			}
-		}
-	}
-	switch {
-	case len(conflicts) > 0:
-		return fmt.Errorf("refusing to activate: %s; a shard is active on at most one node (deactivate it there first, or move it)",
-			strings.Join(conflicts, ", "))
-	case len(unreadable) > 0:
-		return fmt.Errorf("refusing to activate: node %s could not be read, so the shards may be active there; a shard is active on at most one node",
-			strings.Join(unreadable, ", "))
-	}
-	return nil
 }

@@ -69,7 +69,14 @@ CREATE TABLE IF NOT EXISTS %[1]s.pgms_lock (
   run_id      bigint,
   started_at  timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE %[1]s.pgms_steps ADD COLUMN IF NOT EXISTS blocked_ms double precision;
+ALTER TABLE %[1]s.pgms_runs ADD COLUMN IF NOT EXISTS pgms_version text NOT NULL DEFAULT '';
+ALTER TABLE %[1]s.pgms_runs ADD COLUMN IF NOT EXISTS ci_run text NOT NULL DEFAULT '';
 `
+
+// journalNewestColumn is the column the latest journal DDL added: its
+// presence says the tables are up to date.
+const journalNewestColumn = "ci_run"
 
 // journalDDLLock serialises the CREATE TABLE IF NOT EXISTS of concurrent
 // first runs, which would otherwise race on the catalog.
@@ -89,19 +96,21 @@ const (
 	OutcomeAbandoned Outcome = "abandoned"
 )
 
-// Journal records runs and their steps on the state node, and holds the run
-// lock there. Its methods are safe for concurrent use (parallel moves share
-// one journal); a nil *Journal records nothing.
+// Journal records runs and their steps on the state node. Its methods are
+// safe for concurrent use (parallel moves share one journal); a nil
+// *Journal records nothing.
 //
-// The journal keeps one connection for the whole run: the run lock is a
-// session advisory lock and lives exactly as long as that session.
+// The journal's connection is its own: the run lock lives on another
+// session (RunLock), so a journal write that times out, or a connection
+// the journal loses, never ends the lock. A write on a connection that is
+// gone reconnects once.
 type Journal struct {
 	mu     sync.Mutex
 	conn   *pgx.Conn
+	dsn    string
 	node   string
 	schema string
 	run    int64
-	locked bool
 }
 
 // OpenJournal connects to the state node and creates the journal tables in
@@ -112,26 +121,63 @@ func OpenJournal(ctx context.Context, connString, librarySchema string) (*Journa
 	if err != nil {
 		return nil, err
 	}
-	j := &Journal{conn: n.Conn, node: n.Name, schema: librarySchema}
-	if err := j.ensureTables(ctx); err != nil {
+	j := &Journal{conn: n.Conn, dsn: connString, node: n.Name, schema: librarySchema}
+	if err := ensureJournalTables(ctx, n.Conn, n.Name, librarySchema); err != nil {
 		n.Close()
 		return nil, err
 	}
 	return j, nil
 }
 
+// exec runs a journal write, reconnecting once when the connection is
+// gone (a timed-out write closes it). The caller holds j.mu.
+func (j *Journal) exec(ctx context.Context, q string, args ...any) error {
+	if j.conn.IsClosed() {
+		if err := j.reconnect(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := j.conn.Exec(ctx, q, args...)
+	if err != nil && j.conn.IsClosed() && ctx.Err() == nil {
+		if rerr := j.reconnect(ctx); rerr != nil {
+			return err
+		}
+		_, err = j.conn.Exec(ctx, q, args...)
+	}
+	return err
+}
+
+func (j *Journal) reconnect(ctx context.Context) error {
+	n, err := pgutil.Connect(ctx, j.dsn)
+	if err != nil {
+		return err
+	}
+	j.conn.Close(ctx)
+	j.conn = n.Conn
+	return nil
+}
+
 // Node is the printable name of the state node.
 func (j *Journal) Node() string { return j.node }
 
-func (j *Journal) ensureTables(ctx context.Context) error {
+// ensureJournalTables creates the journal tables when they are missing.
+func ensureJournalTables(ctx context.Context, conn *pgx.Conn, node, schema string) error {
 	var exists bool
-	if err := j.conn.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", j.schema).Scan(&exists); err != nil {
-		return pgutil.Wrap(err, "state node %s: look for schema %s", j.node, j.schema)
+	if err := conn.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", pgutil.Quote(schema)).Scan(&exists); err != nil {
+		return pgutil.Wrap(err, "state node %s: look for schema %s", node, schema)
 	}
 	if !exists {
-		return fmt.Errorf("state node %s: the library schema %q does not exist; run pgms install there first", j.node, j.schema)
+		return fmt.Errorf("state node %s: the library schema %q does not exist; run pgms install there first", node, schema)
 	}
-	tx, err := j.conn.Begin(ctx)
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($3) AND attname = $4 AND NOT attisdropped)`,
+		pgutil.Quote(schema, "pgms_lock"), pgutil.Quote(schema, "pgms_steps"), pgutil.Quote(schema, "pgms_runs"), journalNewestColumn).Scan(&exists); err != nil {
+		return pgutil.Wrap(err, "state node %s: look for the journal tables", node)
+	}
+	if exists {
+		return nil
+	}
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,18 +185,17 @@ func (j *Journal) ensureTables(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(journalDDLLock)); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf(journalDDL, pgutil.Quote(j.schema))); err != nil {
-		return pgutil.Wrap(err, "state node %s: create journal tables", j.node)
+	if _, err := tx.Exec(ctx, fmt.Sprintf(journalDDL, pgutil.Quote(schema))); err != nil {
+		return pgutil.Wrap(err, "state node %s: create journal tables", node)
 	}
 	return tx.Commit(ctx)
 }
 
-// Close releases the lock if held and closes the connection.
+// Close closes the journal's connection.
 func (j *Journal) Close(ctx context.Context) {
 	if j == nil {
 		return
 	}
-	j.Unlock(ctx) //nolint:errcheck // the session end releases it anyway
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.conn.Close(ctx)
@@ -165,6 +210,10 @@ type Invocation struct {
 	Host    string
 	PID     int
 	User    string
+	// Version is the pgms version; CIRun the CI job (a URL or id) when the
+	// environment names one.
+	Version string
+	CIRun   string
 }
 
 // ThisProcess describes the current process running command with args;
@@ -185,13 +234,15 @@ func (j *Journal) BeginRun(ctx context.Context, inv Invocation) (int64, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	err := j.conn.QueryRow(ctx, "INSERT INTO "+j.table("pgms_runs")+` (command, args, host, pid, os_user)
-		VALUES ($1, $2, $3, $4, $5) RETURNING id`, inv.Command, inv.Args, inv.Host, inv.PID, inv.User).Scan(&j.run)
+	if j.conn.IsClosed() {
+		if err := j.reconnect(ctx); err != nil {
+			return 0, err
+		}
+	}
+	err := j.conn.QueryRow(ctx, "INSERT INTO "+j.table("pgms_runs")+` (command, args, host, pid, os_user, pgms_version, ci_run)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, inv.Command, inv.Args, inv.Host, inv.PID, inv.User, inv.Version, inv.CIRun).Scan(&j.run)
 	if err != nil {
 		return 0, pgutil.Wrap(err, "state node %s: record run", j.node)
-	}
-	if j.locked {
-		j.conn.Exec(ctx, "UPDATE "+j.table("pgms_lock")+" SET run_id = $1 WHERE name = $2", j.run, lockName) //nolint:errcheck // informational
 	}
 	return j.run, nil
 }
@@ -203,7 +254,7 @@ func (j *Journal) EndRun(ctx context.Context, outcome Outcome, runErr error) err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	_, err := j.conn.Exec(ctx, "UPDATE "+j.table("pgms_runs")+` SET finished_at = now(), outcome = $2, error = $3 WHERE id = $1`,
+	err := j.exec(ctx, "UPDATE "+j.table("pgms_runs")+` SET finished_at = now(), outcome = $2, error = $3 WHERE id = $1`,
 		j.run, string(outcome), errText(runErr))
 	return pgutil.Wrap(err, "state node %s: record end of run", j.node)
 }
@@ -251,6 +302,10 @@ type StepState struct {
 	Pause      time.Duration
 	Core       time.Duration
 	Total      time.Duration
+	// Blocked is the longest time writers to the shard were blocked by a
+	// cutover attempt: the wait for the table locks (writers queue behind
+	// a waiting lock request) plus the time the locks were held.
+	Blocked time.Duration
 }
 
 // Step is a step being recorded. A nil *Step records nothing.
@@ -270,6 +325,11 @@ func (j *Journal) BeginStep(ctx context.Context, s StepStart) (*Step, error) {
 		return nil, fmt.Errorf("state node %s: a step needs a run (BeginRun)", j.node)
 	}
 	st := &Step{j: j}
+	if j.conn.IsClosed() {
+		if err := j.reconnect(ctx); err != nil {
+			return nil, err
+		}
+	}
 	err := j.conn.QueryRow(ctx, "INSERT INTO "+j.table("pgms_steps")+` (run_id, kind, shard, schema_name, source, destination, strategy, phase)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, 'start') RETURNING id`,
 		j.run, s.Kind, s.Shard, s.Schema, s.Source, s.Destination, s.Strategy).Scan(&st.id)
@@ -307,14 +367,14 @@ func (s *Step) write(ctx context.Context, st StepState, outcome Outcome, stepErr
 	}
 	s.j.mu.Lock()
 	defer s.j.mu.Unlock()
-	_, err := s.j.conn.Exec(ctx, "UPDATE "+s.j.table("pgms_steps")+` SET
+	err := s.j.exec(ctx, "UPDATE "+s.j.table("pgms_steps")+` SET
 		  phase = $2, outcome = $3, updated_at = now(),
 		  finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END,
 		  bytes = $4, total_bytes = $5, rows = $6, tables = COALESCE($7::jsonb, tables), lag_bytes = $8,
 		  retries = $9, backfill_ms = $10, pause_ms = $11, core_ms = $12, total_ms = $13,
-		  error = $14
+		  error = $14, blocked_ms = $15
 		WHERE id = $1`,
 		s.id, st.Phase, string(outcome), st.Bytes, st.TotalBytes, st.Rows, tables, st.LagBytes,
-		st.Retries, ms(st.Backfill), ms(st.Pause), ms(st.Core), ms(st.Total), errText(stepErr))
+		st.Retries, ms(st.Backfill), ms(st.Pause), ms(st.Core), ms(st.Total), errText(stepErr), ms(st.Blocked))
 	return pgutil.Wrap(err, "state node %s: record step", s.j.node)
 }

@@ -20,7 +20,11 @@ type Run struct {
 	Finished *time.Time `json:"finished_at,omitempty"`
 	Outcome  Outcome    `json:"outcome"`
 	Error    string     `json:"error,omitempty"`
-	Steps    []StepRow  `json:"steps"`
+	// Version is the pgms version that ran; CIRun the CI job it ran in,
+	// when the environment said so.
+	Version string    `json:"pgms_version,omitempty"`
+	CIRun   string    `json:"ci_run,omitempty"`
+	Steps   []StepRow `json:"steps"`
 }
 
 // StepRow is a step as the journal recorded it. Durations are in
@@ -48,7 +52,10 @@ type StepRow struct {
 	PauseMS     *float64        `json:"pause_ms,omitempty"`
 	CoreMS      *float64        `json:"core_ms,omitempty"`
 	TotalMS     *float64        `json:"total_ms,omitempty"`
-	Error       string          `json:"error,omitempty"`
+	// BlockedMS is the longest time writers were blocked by a cutover
+	// attempt (lock wait plus time under the lock).
+	BlockedMS *float64 `json:"writers_blocked_ms,omitempty"`
+	Error     string   `json:"error,omitempty"`
 }
 
 // ReadRuns returns the last limit runs, newest first, with their steps. A
@@ -62,7 +69,17 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 	if !exists {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT id, command, args, host, pid, os_user, started_at, finished_at, outcome, COALESCE(error, '')
+	// A journal written by an older pgms lacks the newer columns.
+	var current bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`,
+		pgutil.Quote(librarySchema, "pgms_runs"), journalNewestColumn).Scan(&current); err != nil {
+		return nil, pgutil.Wrap(err, "look for the journal")
+	}
+	newer, newerStep := "pgms_version, ci_run", "blocked_ms"
+	if !current {
+		newer, newerStep = "''::text, ''::text", "NULL::float8"
+	}
+	rows, err := q.Query(ctx, `SELECT id, command, args, host, pid, os_user, started_at, finished_at, outcome, COALESCE(error, ''), `+newer+`
 		FROM `+pgutil.Quote(librarySchema, "pgms_runs")+` ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, pgutil.Wrap(err, "read runs")
@@ -73,7 +90,7 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 	for rows.Next() {
 		var r Run
 		var outcome string
-		if err := rows.Scan(&r.ID, &r.Command, &r.Args, &r.Host, &r.PID, &r.User, &r.Started, &r.Finished, &outcome, &r.Error); err != nil {
+		if err := rows.Scan(&r.ID, &r.Command, &r.Args, &r.Host, &r.PID, &r.User, &r.Started, &r.Finished, &outcome, &r.Error, &r.Version, &r.CIRun); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -91,7 +108,7 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 	}
 	rows, err = q.Query(ctx, `SELECT run_id, id, kind, shard, schema_name, source, destination, strategy, phase, outcome,
 		  started_at, updated_at, finished_at, bytes, total_bytes, rows, tables, lag_bytes, retries,
-		  backfill_ms, pause_ms, core_ms, total_ms, COALESCE(error, '')
+		  backfill_ms, pause_ms, core_ms, total_ms, COALESCE(error, ''), `+newerStep+`
 		FROM `+pgutil.Quote(librarySchema, "pgms_steps")+` WHERE run_id = ANY($1) ORDER BY id`, ids)
 	if err != nil {
 		return nil, pgutil.Wrap(err, "read steps")
@@ -104,7 +121,7 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 		var tables []byte
 		if err := rows.Scan(&run, &s.ID, &s.Kind, &s.Shard, &s.Schema, &s.Source, &s.Destination, &s.Strategy, &s.Phase, &outcome,
 			&s.Started, &s.Updated, &s.Finished, &s.Bytes, &s.TotalBytes, &s.Rows, &tables, &s.LagBytes, &s.Retries,
-			&s.BackfillMS, &s.PauseMS, &s.CoreMS, &s.TotalMS, &s.Error); err != nil {
+			&s.BackfillMS, &s.PauseMS, &s.CoreMS, &s.TotalMS, &s.Error, &s.BlockedMS); err != nil {
 			return nil, err
 		}
 		s.Outcome = Outcome(outcome)

@@ -18,6 +18,9 @@ const (
 	LeftoverPublication  = "publication"  // on a move source
 	LeftoverSlot         = "slot"         // logical replication slot on a move source
 	LeftoverSubscription = "subscription" // on a move destination
+	// LeftoverCopy is a shard schema marked as the unfinished copy of a
+	// move (its name is the shard's own).
+	LeftoverCopy = "copy"
 )
 
 // Tools whose naming a leftover follows.
@@ -65,7 +68,7 @@ func (l Leftover) String() string { return kindNoun(l.Kind) + " " + l.Name }
 
 func kindNoun(kind string) string {
 	switch kind {
-	case LeftoverOldSchema, LeftoverNewSchema:
+	case LeftoverOldSchema, LeftoverNewSchema, LeftoverCopy:
 		return "schema"
 	}
 	return kind
@@ -77,8 +80,9 @@ var kindOrder = map[string]int{
 	LeftoverSubscription: 0,
 	LeftoverSlot:         1,
 	LeftoverPublication:  2,
-	LeftoverNewSchema:    3,
-	LeftoverOldSchema:    4,
+	LeftoverCopy:         3,
+	LeftoverNewSchema:    4,
+	LeftoverOldSchema:    5,
 }
 
 // KindOrder is the position of kind in the order cleanup drops leftovers.
@@ -108,6 +112,9 @@ func ParseLeftover(kind, name string, naming sql.Naming) (Leftover, bool) {
 		return l, ok && l.Kind == kind
 	case LeftoverPublication, LeftoverSlot, LeftoverSubscription:
 		return artifactLeftover(kind, name, naming)
+	case LeftoverCopy:
+		shard, ok := shardNumber(naming, name)
+		return Leftover{Kind: LeftoverCopy, Name: name, Schema: name, Shard: shard, Tool: ToolPGMS}, ok
 	}
 	return Leftover{}, false
 }
@@ -227,6 +234,22 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 	if len(unreadable) > 0 {
 		partial = fmt.Sprintf("node %s could not be read and may use it", strings.Join(unreadable, ", "))
 	}
+	// A shard another run holds a claim on is that run's business: its
+	// leftovers are the objects of a move in progress.
+	busy := map[int]string{}
+	homes := map[int][]string{}
+	for _, n := range c.readable() {
+		for _, cl := range n.Claims {
+			if cl.Live {
+				busy[cl.Shard] = fmt.Sprintf("a running %s holds shard %d on node %s", cl, cl.Shard, n.Name)
+			}
+		}
+		for _, s := range n.Shards {
+			if !s.Copy {
+				homes[s.Shard] = append(homes[s.Shard], n.Name)
+			}
+		}
+	}
 
 	verdicts := map[*NodeState][]Verdict{}
 	// Subscriptions first: whether a slot or publication is orphaned
@@ -240,11 +263,14 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 				continue
 			}
 			v := Verdict{Node: n.Name, Leftover: l}
-			if n.Standby {
+			switch {
+			case n.Standby:
 				v.Reason = "the node is a standby"
-			} else {
+			case busy[l.Shard] != "":
+				v.Reason = busy[l.Shard]
+			default:
 				shard := n.Shard(l.Shard)
-				v.Drop, v.Reason = JudgeSubscription(l, shard != nil, shard != nil && shard.Active)
+				v.Drop, v.Reason = JudgeSubscription(l, shard != nil, shard != nil && shard.Active, partial == "")
 			}
 			if v.Drop {
 				dropSub[l.Name] = true
@@ -262,9 +288,32 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 		keptSlots := map[string]bool{}
 		for _, l := range n.Leftovers {
 			v := Verdict{Node: n.Name, Leftover: l}
+			if l.Kind != LeftoverSubscription && busy[l.Shard] != "" {
+				v.Reason = busy[l.Shard]
+				if l.Kind == LeftoverSlot {
+					keptSlots[l.Name] = true
+				}
+				verdicts[n] = append(verdicts[n], v)
+				continue
+			}
 			switch l.Kind {
 			case LeftoverSubscription:
 				continue
+			case LeftoverCopy:
+				var elsewhere []string
+				for _, h := range homes[l.Shard] {
+					if h != n.Name {
+						elsewhere = append(elsewhere, h)
+					}
+				}
+				switch {
+				case len(elsewhere) > 0 && partial == "":
+					v.Drop, v.Reason = true, fmt.Sprintf("partial copy of an interrupted move (no run holds shard %d; node %s still has it)", l.Shard, strings.Join(elsewhere, ", "))
+				case len(elsewhere) > 0:
+					v.Reason = partial
+				default:
+					v.Reason = fmt.Sprintf("no other node has shard %d: this copy may be the destination of a move whose cutover committed, the shard's only home; finish it with pgms apply, or the same pgms move again", l.Shard)
+				}
 			case LeftoverOldSchema:
 				switch {
 				case l.Active:
@@ -341,7 +390,10 @@ func (c *Cluster) readable() []*NodeState {
 // attached to its slot, and streaming into a shard schema that exists and
 // is inactive there. Anything else is what an interrupted or finished move
 // left behind.
-func JudgeSubscription(l Leftover, schemaExists, schemaActive bool) (drop bool, reason string) {
+//
+// noRun says that no pgms run holds the shard (its claims prove it): a
+// subscription with pgms's name is then left by a move that is over.
+func JudgeSubscription(l Leftover, schemaExists, schemaActive, noRun bool) (drop bool, reason string) {
 	switch {
 	case !l.Active:
 		return true, "disabled: no move runs with a disabled subscription"
@@ -351,6 +403,8 @@ func JudgeSubscription(l Leftover, schemaExists, schemaActive bool) (drop bool, 
 		return true, fmt.Sprintf("shard schema %s does not exist on this node", l.Schema)
 	case schemaActive:
 		return true, fmt.Sprintf("%s is active on this node: its move has finished", l.Schema)
+	case noRun && l.Tool == ToolPGMS:
+		return true, "left by a move that no run holds any more (no claim on the shard)"
 	}
 	return false, fmt.Sprintf("enabled and streaming into inactive %s: a move may be in progress", l.Schema)
 }

@@ -86,7 +86,9 @@ func TestTriage(t *testing.T) {
 			sub("pgms_move_sh0013", true, "pgms_move_sh0013"),                                  // finished move
 			sub("pgms_move_sh0014", true, "pgms_move_sh0014"),                                  // copy gone
 			sub("pgms_move_sh0015", true, ""),                                                  // detached
-		}}
+		},
+		// The moves of sh0007 and sh0012 run: they hold their claims.
+		Claims: []ClaimInfo{{Shard: 7, Schema: "sh0007", Token: "t", Live: true}, {Shard: 12, Schema: "sh0012", Token: "t", Live: true}, {Shard: 14, Schema: "sh0014", Token: "t"}}}
 	c := &Cluster{Nodes: []*NodeState{a, b}}
 
 	type want struct {
@@ -126,17 +128,17 @@ func TestTriage(t *testing.T) {
 		"a sh0005new":                            {true, false, "never activated"},
 		"a pgms_move_sh0006":                     {true, false, "no subscription uses it"},
 		"a pgms_move_sh0006 pub":                 {true, false, "no slot or subscription"},
-		"a pgms_move_sh0007":                     {false, false, "subscription pgms_move_sh0007 on node b streams from it"},
-		"a pgms_move_sh0007 pub":                 {false, false, "slot pgms_move_sh0007 of the same move is kept"},
+		"a pgms_move_sh0007":                     {false, false, "holds shard 7 on node b"},
+		"a pgms_move_sh0007 pub":                 {false, false, "holds shard 7 on node b"},
 		"a pg_microsharding_move_sh0008_sub":     {true, false, "once its subscription is dropped"},
 		"a pg_microsharding_move_sh0008_pub pub": {true, false, "no slot or subscription"},
 		"a pgms_move_sh0009":                     {false, false, "from a node not given"},
 		"a pgms_move_sh0010":                     {false, false, "running pgms"},
 		"a pgms_move_sh0011":                     {false, false, "pass --terminate-orphan-walsenders"},
-		"a pgms_move_sh0012 pub":                 {false, false, "subscription pgms_move_sh0012 of the same move is kept"},
-		"b pgms_move_sh0007":                     {false, false, "a move may be in progress"},
+		"a pgms_move_sh0012 pub":                 {false, false, "holds shard 12 on node b"},
+		"b pgms_move_sh0007":                     {false, false, "holds shard 7 on node b"},
 		"b pg_microsharding_move_sh0008_sub":     {true, false, "disabled"},
-		"b pgms_move_sh0012":                     {false, false, "a move may be in progress"},
+		"b pgms_move_sh0012":                     {false, false, "holds shard 12 on node b"},
 		"b pgms_move_sh0013":                     {true, false, "its move has finished"},
 		"b pgms_move_sh0014":                     {true, false, "does not exist on this node"},
 		"b pgms_move_sh0015":                     {true, false, "detached"},
@@ -193,26 +195,39 @@ func TestTriageOrder(t *testing.T) {
 func TestCheckActivation(t *testing.T) {
 	c := &Cluster{Nodes: []*NodeState{
 		{Name: "a", Addr: "h1:5432/app", Shards: []ShardState{{Shard: 1, Schema: "sh0001", Active: true}, {Shard: 2, Schema: "sh0002"}}},
-		{Name: "b", Addr: "h2:5432/app", Shards: []ShardState{{Shard: 2, Schema: "sh0002"}, {Shard: 3, Schema: "sh0003", Active: true}}},
+		{Name: "b", Addr: "h2:5432/app", Shards: []ShardState{{Shard: 2, Schema: "sh0002"}, {Shard: 3, Schema: "sh0003", Active: true}, {Shard: 4, Schema: "sh0004", Copy: true, CopyFrom: "a"}},
+			Claims: []ClaimInfo{{Shard: 5, Schema: "sh0005", Token: "other", Purpose: "move a → b (destination)", PID: 7, Host: "ci", Live: true},
+				{Shard: 6, Schema: "sh0006", Token: "other", Live: false},
+				{Shard: 7, Schema: "sh0007", Token: "mine", Live: true}}},
 	}}
 	tests := []struct {
-		addr    string
+		target  string
+		source  string
+		shards  []int
 		schemas []string
+		ownCopy bool
 		err     string
 	}{
-		{"h2:5432/app", []string{"sh0002"}, ""},
-		{"h1:5432/app", []string{"sh0001", "sh0002"}, ""}, // active here already: fine
-		{"h2:5432/app", []string{"sh0001", "sh0002"}, "sh0001 is active on node a (h1:5432/app)"},
-		{"h9:5432/app", []string{"sh0001", "sh0003"}, "sh0001 is active on node a (h1:5432/app), sh0003 is active on node b (h2:5432/app)"},
+		{"h2:5432/app", "", []int{2}, []string{"sh0002"}, false, ""},
+		{"b", "", []int{2}, []string{"sh0002"}, false, ""},
+		{"h1:5432/app", "", []int{1, 2}, []string{"sh0001", "sh0002"}, false, ""}, // active here already: fine
+		{"h2:5432/app", "", []int{1, 2}, []string{"sh0001", "sh0002"}, false, "sh0001 is active on node a (h1:5432/app)"},
+		{"h9:5432/app", "", []int{1, 3}, []string{"sh0001", "sh0003"}, false, "sh0001 is active on node a (h1:5432/app); sh0003 is active on node b (h2:5432/app)"},
+		{"b", "a", []int{1}, []string{"sh0001"}, false, ""}, // a move from a: a deactivates it itself
+		{"b", "", []int{4}, []string{"sh0004"}, false, "unfinished copy of a move from a"},
+		{"b", "a", []int{4}, []string{"sh0004"}, true, ""},
+		{"a", "", []int{5}, []string{"sh0005"}, false, "shard 5 is claimed on node b (h2:5432/app) by a running `pgms` (pid 7 on host ci"},
+		{"a", "", []int{6}, []string{"sh0006"}, false, ""}, // a claim whose run is gone
+		{"a", "", []int{7}, []string{"sh0007"}, false, ""}, // this run's own claim
 	}
 	for _, tt := range tests {
-		err := c.CheckActivation(tt.addr, tt.schemas)
+		err := c.CheckActivation(ActivationCheck{Target: tt.target, Source: tt.source, Shards: tt.shards, Schemas: tt.schemas, OwnCopy: tt.ownCopy, Token: "mine"})
 		if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("CheckActivation(%s, %v) = %v, want %q", tt.addr, tt.schemas, err, tt.err)
+			t.Errorf("CheckActivation(%s, %v) = %v, want %q", tt.target, tt.schemas, err, tt.err)
 		}
 	}
 	c.Nodes = append(c.Nodes, &NodeState{Name: "c", Addr: "h3:5432/app", Err: errors.New("down")})
-	if err := c.CheckActivation("h2:5432/app", []string{"sh0002"}); err == nil || !strings.Contains(err.Error(), "node c (h3:5432/app) could not be read") {
+	if err := c.CheckActivation(ActivationCheck{Target: "h2:5432/app", Shards: []int{2}, Schemas: []string{"sh0002"}}); err == nil || !strings.Contains(err.Error(), "node c (h3:5432/app) could not be read") {
 		t.Errorf("with an unreadable node: %v", err)
 	}
 }

@@ -26,9 +26,11 @@ func newActivateCommand() *cobra.Command {
 microsharding_list_active_shards() reports them; every shard must exist there.
 Activating an active shard again changes nothing.
 
-When PGMS_DSNS, PGDSNS or DSNS list the cluster's nodes, activate reads them
-first and refuses a shard that is active on another node: a shard is active
-on at most one node.`,
+Just before activating, activate reads every node it knows of: the ones
+PGMS_DSNS, PGDSNS or DSNS list, and the ones their node registries record
+(nodes pgms has managed). It refuses a shard that is active on another node,
+that another pgms run is moving or allocating, or when a node cannot be read:
+a shard is active on at most one node.`,
 		Example: `  PGDSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms activate --shards=5-8 --dsn postgres://admin@db2/app`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,16 +43,13 @@ on at most one node.`,
 				return err
 			}
 			ctx := cmd.Context()
-			live, err := clusterForCheck(ctx, target, nodes.schema)
-			if err != nil {
-				return err
-			}
 			node, err := pgutil.Connect(ctx, target)
 			if err != nil {
 				return err
 			}
 			defer node.Close()
-			activated, err := executor.Activate(ctx, node, from, to, executor.ActivateOptions{LibrarySchema: nodes.schema, Cluster: live})
+			activated, err := executor.Activate(ctx, node, from, to, executor.ActivateOptions{LibrarySchema: nodes.schema,
+				Fleet: fleetFor(ctx, target, nodes.schema), Who: invocation("activate", fmt.Sprintf("--shards=%d-%d", from, to))})
 			if err != nil {
 				return err
 			}

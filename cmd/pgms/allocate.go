@@ -62,12 +62,6 @@ first and refuses to activate a shard that is active on another node.`,
 			}
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
-			var live *state.Cluster
-			if doActivate {
-				if live, err = clusterForCheck(ctx, target, nodes.schema); err != nil {
-					return err
-				}
-			}
 			node, err := pgutil.Connect(ctx, target)
 			if err != nil {
 				return err
@@ -75,7 +69,8 @@ first and refuses to activate a shard that is active on another node.`,
 			defer node.Close()
 
 			spec := executor.AllocateSpec{
-				From: from, To: to, Activate: doActivate, LibrarySchema: nodes.schema, Cluster: live,
+				From: from, To: to, Activate: doActivate, LibrarySchema: nodes.schema,
+				Fleet: fleetFor(ctx, target, nodes.schema), Who: invocation("allocate", fmt.Sprintf("--shards=%d-%d", from, to)),
 				Stdout: out, Stderr: cmd.ErrOrStderr(),
 			}
 			if migrateCmd != "" {
@@ -182,21 +177,27 @@ func targetNode(flags []string, command string) (string, error) {
 	return list[0], nil
 }
 
-// clusterForCheck reads the nodes of the DSN list variables together with
-// the target, so that an activation can be checked against the rest of the
-// cluster. Without a list there is nothing to check against: nil.
-func clusterForCheck(ctx context.Context, target, librarySchema string) (*state.Cluster, error) {
+// fleetFor is every node an activation on target is checked against: the
+// target, the nodes the DSN list variables name, and the nodes their
+// registries know (nodes pgms managed that may hold the shards).
+func fleetFor(ctx context.Context, target, librarySchema string) *state.Fleet {
+	f := state.Fleet{LibrarySchema: librarySchema}.With(state.NodeSpec{Name: dsn.Name(target), DSN: target})
 	list, _ := dsn.FromEnv()
-	if len(list) == 0 {
-		return nil, nil
-	}
-	specs := []state.NodeSpec{{Name: dsn.Name(target), DSN: target}}
 	for _, d := range list {
-		if dsn.Name(d) != specs[0].Name {
-			specs = append(specs, state.NodeSpec{Name: dsn.Name(d), DSN: d})
+		f = f.With(state.NodeSpec{Name: dsn.Name(d), DSN: d})
+	}
+	for _, n := range append([]state.NodeSpec(nil), f.Nodes...) {
+		c, err := pgutil.Connect(ctx, n.DSN)
+		if err != nil {
+			continue // the check itself reports it
+		}
+		reg, _ := state.ReadRegistry(ctx, c.Conn, librarySchema)
+		c.Close()
+		for _, r := range reg {
+			f = f.With(state.NodeSpec{Name: r.Name, DSN: r.DSN})
 		}
 	}
-	return state.Refresh(ctx, specs, state.RefreshOptions{LibrarySchema: librarySchema}), nil
+	return &f
 }
 
 // rangeText says "shard 5" or "shards 5-8".

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,11 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/executor"
-	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/planner"
-	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -29,6 +26,7 @@ func newApplyCommand() *cobra.Command {
 		autoApprove bool
 		parallelism int
 		lockTimeout time.Duration
+		cutoverWait time.Duration
 		maxPause    time.Duration
 		progress    time.Duration
 		copyMode    string
@@ -39,21 +37,24 @@ func newApplyCommand() *cobra.Command {
 		Long: `Apply carries out a plan: it installs the library where needed, allocates
 shards (running migrate_command before activating them), activates and
 deactivates, moves shards online with logical replication and a short
-bounded cutover, and cleans up leftovers.
+bounded cutover, cleans up leftovers, and retires nodes.
 
-Without PLANFILE it plans first, shows the plan and asks for "yes" (or takes
---auto-approve). With PLANFILE (from pgms plan --out) it applies exactly that
-plan, and refuses, naming each difference, if the topology files or the live
-cluster changed since it was made.
+Apply first takes the run lock on the state node (the cluster's state_node,
+default the first node by name): one run at a time. A lock another run holds
+fails at once naming that run, or is waited for with --lock-timeout. Under
+the lock apply reads the cluster and plans; without PLANFILE it shows the
+plan and asks for "yes" (or takes --auto-approve). With PLANFILE (from pgms
+plan --out) it applies exactly that plan, and refuses, naming each
+difference, if the topology files or the live cluster changed since.
 
-One run at a time: apply takes the run lock on the state node (the
-cluster's state_node, default the first node by name) and records every step
-in the journal there (pgms status). Every step decides from what it finds,
-so a killed or failed apply is resumed by applying again: interrupted moves
-continue, or are undone when the files no longer ask for them.`,
+Every step is recorded in the journal on the state node (pgms status) and
+decides from what it finds, so a killed or failed apply is resumed by
+applying again: interrupted moves continue, or are undone when the files no
+longer ask for them. Each shard being worked on is also claimed on every
+node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 		Example: `  pgms apply --config topology/
   pgms plan --out release.plan && pgms apply release.plan
-  pgms apply --auto-approve --parallelism 4`,
+  pgms apply --auto-approve --parallelism 4 --lock-timeout 10m`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -61,13 +62,31 @@ continue, or are undone when the files no longer ask for them.`,
 			if !slices.Contains(executor.CopyStrategies, copyMode) {
 				return fmt.Errorf("--copy=%s: use %s", copyMode, strings.Join(executor.CopyStrategies, " or "))
 			}
-			var saved *planner.File
+			if err := executor.CheckCutoverLockTimeout(cutoverWait); err != nil {
+				return fmt.Errorf("--cutover-lock-timeout: %w", err)
+			}
+			req := runner.ApplyRequest{
+				LockTimeout: lockTimeout,
+				OnLockWait: func(st state.LockStatus) {
+					fmt.Fprintf(stderr, "Waiting up to %s for the run lock, held by %s.\n", lockTimeout, lockHolderText(st))
+				},
+				OnTakeover: func(t state.Takeover) {
+					fmt.Fprintf(stderr, "Note: took over the run lock: %s.\n", t)
+				},
+				Show: func(p *planner.Plan) error { return (planner.Text{}).Render(out, p) },
+				Started: func(stateNode string, p *planner.Plan) {
+					fmt.Fprintf(out, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
+				},
+				Parallelism: parallelism,
+				Move:        executor.MoveOptions{LockTimeout: cutoverWait, MaxPause: maxPause, Strategy: copyMode},
+				Log:         out, Output: stderr, Reporter: executor.NewLineReporter(stderr, progress),
+			}
 			if len(args) == 1 {
 				f, err := planner.LoadFile(args[0])
 				if err != nil {
 					return err
 				}
-				saved = f
+				req.Saved, req.SavedPath = f, args[0]
 				if !cmd.Flags().Changed("config") {
 					path = f.ConfigPath
 				}
@@ -76,57 +95,60 @@ continue, or are undone when the files no longer ask for them.`,
 			if err != nil {
 				return err
 			}
-			live := refreshTopology(ctx, t, false)
-			p := planner.Compute(planner.Input{Desired: t, Live: live, Now: time.Now(), LibraryVersion: sql.Version})
-			if saved != nil {
-				if changes := saved.Changes(t, live.Snapshot()); len(changes) > 0 {
-					return staleError(args[0], changes)
+			req.Topology = t
+			req.Invocation = invocation("apply", strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
+			if !autoApprove {
+				req.Confirm = func(*planner.Plan) (bool, error) {
+					return confirm(cmd.InOrStdin(), out, "\nApply these changes? Only 'yes' is accepted: ")
 				}
-				p = saved.Plan
 			}
-			if err := (planner.Text{}).Render(out, p); err != nil {
-				return err
+			res, err := runner.Apply(ctx, req)
+			if res.Ran {
+				summarizeApply(out, res.Result, res.Took)
 			}
-			if p.HasErrors() {
-				return withCode(exitError, errReported)
-			}
-			if !p.HasChanges() {
+			switch {
+			case err == nil:
 				return nil
+			case errors.Is(err, runner.ErrDeclined):
+				fmt.Fprintln(out, "Apply cancelled; nothing changed.")
+				return withCode(exitError, errReported)
+			case errors.Is(err, runner.ErrPlanErrors):
+				return withCode(exitError, errReported)
+			case !res.Ran:
+				return err
+			case errors.Is(err, state.ErrLockLost):
+				return fmt.Errorf("apply stopped at a safe point because it lost its run lock; apply again to continue: %s", describe(err))
+			case ctx.Err() != nil:
+				return withCode(interruptedCode(), fmt.Errorf("apply interrupted at a safe point; apply again to continue: %s", describe(err)))
 			}
-			if saved == nil && !autoApprove {
-				ok, err := confirm(cmd.InOrStdin(), out, "\nApply these changes? Only 'yes' is accepted: ")
-				if err != nil {
-					return err
-				}
-				if !ok {
-					fmt.Fprintln(out, "Apply cancelled; nothing changed.")
-					return nil
-				}
-			}
-			return runApply(ctx, out, stderr, t, p, applyOptions{
-				parallelism: parallelism, progress: progress,
-				move: executor.MoveOptions{LockTimeout: lockTimeout, MaxPause: maxPause, Strategy: copyMode},
-			}, strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
+			return fmt.Errorf("apply failed; fix the cause and apply again (it continues where it stopped): %s", describe(err))
 		},
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking (for pipelines)")
 	cmd.Flags().IntVar(&parallelism, "parallelism", executor.DefaultParallelism, "moves running at once (each node also honours its max_concurrent_moves)")
-	cmd.Flags().DurationVar(&lockTimeout, "lock-timeout", 50*time.Millisecond, "longest wait for the cutover lock per attempt (writers queue behind it)")
-	cmd.Flags().DurationVar(&maxPause, "max-pause", 2*time.Second, "write-pause budget of a cutover attempt before it backs off")
+	cmd.Flags().DurationVar(&lockTimeout, "lock-timeout", 0, "how long to wait for the run lock when another run holds it (0: fail at once, naming the holder)")
+	cmd.Flags().DurationVar(&cutoverWait, "cutover-lock-timeout", executor.DefaultCutoverLockTimeout, fmt.Sprintf("longest wait for a move's cutover lock per attempt, at most %v: writers to the shard queue behind a waiting lock, so this wait blocks them too", executor.MaxCutoverLockTimeout))
+	cmd.Flags().DurationVar(&maxPause, "max-pause", executor.DefaultMaxPause, "write-pause budget of a cutover attempt before it backs off")
 	cmd.Flags().DurationVar(&progress, "progress", 5*time.Second, "interval of progress lines during moves")
 	cmd.Flags().StringVar(&copyMode, "copy", "fast", "how moves copy tables: fast (parallel COPY from the slot's snapshot, indexes built after) or native (the subscription copies them)")
 	return cmd
 }
 
-type applyOptions struct {
-	parallelism int
-	progress    time.Duration
-	move        executor.MoveOptions
-}
-
-func staleError(file string, changes []string) error {
-	return fmt.Errorf("the saved plan %s is stale; since it was made:\n  %s\nMake a new plan with pgms plan", file, strings.Join(changes, "\n  "))
+// lockHolderText names the run that holds the run lock.
+func lockHolderText(st state.LockStatus) string {
+	if st.Holder == nil {
+		return fmt.Sprintf("a session (backend pid %d) without a holder row", st.HolderPID)
+	}
+	s := st.Holder.String()
+	for _, step := range st.Steps {
+		shard := ""
+		if step.Shard != nil {
+			shard = fmt.Sprintf(" shard %d", *step.Shard)
+		}
+		s += fmt.Sprintf("; running %s%s (%s)", step.Kind, shard, step.Phase)
+	}
+	return s
 }
 
 // confirm asks a question and reads the answer. A closed or empty input is
@@ -139,114 +161,6 @@ func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
 		return false, errors.New("no answer on standard input; pass --auto-approve to apply without asking")
 	}
 	return answer == "yes", nil
-}
-
-// runApply takes the run lock, makes sure the plan still holds under it,
-// and carries it out.
-func runApply(ctx context.Context, out, stderr io.Writer, t *config.Topology, p *planner.Plan, opts applyOptions, command string) error {
-	sn := stateNodeOf(t)
-	stateNode := sn.Name
-	// The journal lives in the library schema: a fresh state node gets its
-	// install step now, before the lock (installing is idempotent and
-	// serialised on the node).
-	for _, s := range p.Steps {
-		if s.Kind == planner.StepInstall && s.Node == stateNode {
-			n, err := connectNode(ctx, sn)
-			if err != nil {
-				return err
-			}
-			naming := t.Cluster.Naming()
-			_, err = sql.Install(ctx, n.Conn, sql.Options{Schema: t.Cluster.LibrarySchema, Naming: &naming})
-			n.Close()
-			if err != nil {
-				return fmt.Errorf("install the library on state node %s: %s", stateNode, describe(err))
-			}
-		}
-	}
-	journal, err := state.OpenJournal(ctx, sn.DSN, t.Cluster.LibrarySchema)
-	if err != nil {
-		return err
-	}
-	defer journal.Close(context.WithoutCancel(ctx))
-	inv := state.ThisProcess("apply", command)
-	if stale, err := journal.Lock(ctx, inv); err != nil {
-		return err
-	} else if stale != nil {
-		fmt.Fprintf(stderr, "Note: the previous run (%s) ended without releasing the lock; continuing where it stopped.\n", stale)
-	}
-
-	// Under the lock nothing else changes the cluster: the plan must still
-	// be what the state asks for, or it was made against a state that moved.
-	live := refreshTopology(ctx, t, false)
-	fresh := planner.Compute(planner.Input{Desired: t, Live: live, Now: time.Now(), LibraryVersion: sql.Version})
-	if fresh.HasErrors() {
-		(planner.Text{}).Render(stderr, fresh)
-		return withCode(exitError, errors.New("the cluster changed since the plan was made and can no longer be planned"))
-	}
-	if diff := stepDiff(p, fresh, stateNode); len(diff) > 0 {
-		return fmt.Errorf("the cluster changed since the plan was made; steps that differ now:\n  %s\nPlan again", strings.Join(diff, "\n  "))
-	}
-	if _, err := journal.BeginRun(ctx, inv); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "\nApplying %d steps (journal and lock on %s).\n", len(fresh.Steps), journal.Node())
-	begin := time.Now()
-	res, applyErr := executor.Apply(ctx, fresh, executor.ApplyEnv{
-		Topology: t, Live: live, Journal: journal, Parallelism: opts.parallelism, Move: opts.move,
-		Log: out, Output: stderr, Reporter: executor.NewLineReporter(stderr, opts.progress),
-	})
-	outcome := state.OutcomeSucceeded
-	switch {
-	case applyErr != nil && ctx.Err() != nil:
-		outcome = state.OutcomeInterrupted
-	case applyErr != nil:
-		outcome = state.OutcomeFailed
-	}
-	journal.EndRun(context.WithoutCancel(ctx), outcome, applyErr) //nolint:errcheck // reported below if it matters
-	summarizeApply(out, res, time.Since(begin))
-	if applyErr != nil {
-		if ctx.Err() != nil {
-			return withCode(exitInterrupted, fmt.Errorf("apply interrupted at a safe point; apply again to continue: %s", describe(applyErr)))
-		}
-		return fmt.Errorf("apply failed; fix the cause and apply again (it continues where it stopped): %s", describe(applyErr))
-	}
-	return nil
-}
-
-// stepDiff compares what was approved with what the state asks for now,
-// step by step, ignoring the state node's install that runApply did first.
-func stepDiff(approved, fresh *planner.Plan, stateNode string) []string {
-	key := func(s planner.Step) string {
-		rng := ""
-		if s.Shards != nil {
-			rng = s.Shards.String()
-		}
-		return fmt.Sprintf("%s %s%s→%s %s %s", s.Kind, s.Node, s.From, s.To, rng, s.Object)
-	}
-	set := func(p *planner.Plan) map[string]planner.Step {
-		m := map[string]planner.Step{}
-		for _, s := range p.Steps {
-			if s.Kind == planner.StepInstall && s.Node == stateNode {
-				continue
-			}
-			m[key(s)] = s
-		}
-		return m
-	}
-	a, f := set(approved), set(fresh)
-	var diff []string
-	for k, s := range a {
-		if _, ok := f[k]; !ok {
-			diff = append(diff, "no longer needed: "+planner.Headline(s))
-		}
-	}
-	for k, s := range f {
-		if _, ok := a[k]; !ok {
-			diff = append(diff, "now needed: "+planner.Headline(s))
-		}
-	}
-	sort.Strings(diff)
-	return diff
 }
 
 func summarizeApply(w io.Writer, res executor.ApplyResult, took time.Duration) {
@@ -273,27 +187,17 @@ func summarizeApply(w io.Writer, res executor.ApplyResult, took time.Duration) {
 	if len(moves) == 0 {
 		return
 	}
-	pauses := make([]time.Duration, 0, len(moves))
-	var bytes int64
+	var pauses []time.Duration
+	var blocked time.Duration
 	for _, m := range moves {
 		if m.Pause > 0 {
 			pauses = append(pauses, m.Pause)
 		}
-		bytes += m.Bytes
+		blocked = max(blocked, m.Blocked)
 	}
 	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
 	if len(pauses) > 0 {
-		fmt.Fprintf(w, "Moves: %d, write pause median %s, max %s.\n", len(moves),
-			pauses[len(pauses)/2].Round(10*time.Microsecond), pauses[len(pauses)-1].Round(10*time.Microsecond))
+		fmt.Fprintf(w, "Moves: %d; writers blocked at most %s (lock wait and pause of any cutover attempt); write pause median %s, max %s.\n", len(moves),
+			blocked.Round(10*time.Microsecond), pauses[len(pauses)/2].Round(10*time.Microsecond), pauses[len(pauses)-1].Round(10*time.Microsecond))
 	}
-}
-
-// connectNode opens a connection to a topology node named as in the files.
-func connectNode(ctx context.Context, n *config.Node) (*pgutil.Node, error) {
-	node, err := pgutil.Connect(ctx, n.DSN)
-	if err != nil {
-		return nil, err
-	}
-	node.Name = n.Name
-	return node, nil
 }

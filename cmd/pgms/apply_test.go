@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/sql"
@@ -175,7 +176,7 @@ func TestApplyPromptAndLock(t *testing.T) {
 	dir := t.TempDir()
 	writeTopology(t, dir, "topology.pgms.hcl", topologyWith(migrateScript(t), `shards "1" { node = "b" }`))
 	r := pgms(t, "no\n", "apply", "--config", dir)
-	if r.code != 0 || !strings.Contains(r.stdout, "Apply cancelled; nothing changed.") {
+	if r.code != 1 || !strings.Contains(r.stdout, "Apply cancelled; nothing changed.") {
 		t.Fatalf("declined: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = pgms(t, "", "apply", "--config", dir)
@@ -184,18 +185,21 @@ func TestApplyPromptAndLock(t *testing.T) {
 	}
 	// Another run holds the lock on the state node (a, the first by name).
 	pgms(t, "", "install", "--dsn", dbs[0].DSN).must(t)
-	j, err := state.OpenJournal(context.Background(), dbs[0].DSN, "microsharding")
+	j, _, err := state.AcquireRunLock(context.Background(), dbs[0].DSN, "microsharding", state.ThisProcess("move", "move --shard 7"), state.LockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close(context.Background())
-	if _, err := j.Lock(context.Background(), state.ThisProcess("move", "move --shard 7")); err != nil {
-		t.Fatal(err)
-	}
 	r = pgms(t, "yes\n", "apply", "--config", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "move --shard 7") {
-		t.Fatalf("locked: exit %d\n%s", r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "move --shard 7") || strings.Contains(r.stdout, "pgms will make") {
+		t.Fatalf("locked: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	j.Unlock(context.Background())
-	pgms(t, "yes\n", "apply", "--config", dir).must(t)
+	// With a wait, apply goes ahead once the other run is done.
+	go func() {
+		time.Sleep(time.Second)
+		j.Release(context.Background())
+	}()
+	r = pgms(t, "yes\n", "apply", "--config", dir, "-lock-timeout=30s")
+	if r.code != 0 || !strings.Contains(r.stderr, "Waiting up to 30s for the run lock, held by pid") {
+		t.Fatalf("waiting apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -21,10 +22,23 @@ import (
 // Exit codes, the same for every command.
 const (
 	exitOK          = 0   // success; for plan -detailed-exitcode: no changes
-	exitError       = 1   // any error
+	exitError       = 1   // any error, and a declined confirmation
 	exitChanges     = 2   // plan -detailed-exitcode: there are changes
-	exitInterrupted = 130 // stopped by SIGINT/SIGTERM at a safe point
+	exitInterrupted = 130 // stopped by SIGINT at a safe point (128 + 2)
+	exitTerminated  = 143 // stopped by SIGTERM at a safe point (128 + 15)
 )
+
+// received is the signal that cancelled the run, if one did.
+var received atomic.Value
+
+// interruptedCode is the exit code of a run a signal stopped: 128 plus the
+// signal's number, as shells report it.
+func interruptedCode() int {
+	if sig, ok := received.Load().(os.Signal); ok && sig == syscall.SIGTERM {
+		return exitTerminated
+	}
+	return exitInterrupted
+}
 
 // exitError carries a specific exit code through cobra.
 type exitCodeError struct {
@@ -54,8 +68,19 @@ func main() {
 // run executes pgms with args and returns the exit code. SIGINT and SIGTERM
 // cancel the context; long operations stop at their next safe point.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		select {
+		case sig := <-signals:
+			received.Store(sig)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	root := newRootCommand(stdin, stdout, stderr)
 	root.SetArgs(longFlags(args))
@@ -68,7 +93,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ce) {
 		code = ce.code
 	} else if ctx.Err() != nil {
-		code = exitInterrupted
+		code = interruptedCode()
 	}
 	if msg := err.Error(); msg != "" {
 		fmt.Fprintln(stderr, "pgms: "+dsn.Redact(msg))
@@ -84,8 +109,9 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 primaries. It installs the microsharding stored-function library, lists shards
 and their weights, and keeps the cluster in line with topology files.
 
-Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error,
-2 plan -detailed-exitcode: changes present, 130 interrupted.`,
+Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error or a
+declined confirmation, 2 plan -detailed-exitcode: changes pending,
+130 stopped by SIGINT, 143 stopped by SIGTERM (both at a safe point).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

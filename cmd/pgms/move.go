@@ -31,6 +31,7 @@ func newMoveCommand() *cobra.Command {
 		opts            executor.MoveOptions
 		maxLag          string
 		stateDSN        string
+		runLockWait     time.Duration
 		progressEvery   time.Duration
 		publisherDSN    string
 		deactivateSQLev = envOr("DEACTIVATE_SQL", "")
@@ -53,8 +54,9 @@ replication while the application keeps writing, then switches it over:
      destination streams the changes made since the snapshot; with
      --copy=native the subscription copies the tables itself, into their
      indexes;
-  4. once the lag is small, the source's tables are locked (each attempt
-     bounded by --lock-timeout, retried with backoff), the destination
+  4. once the lag is small and a probe shows the stream healthy, the
+     source's tables are locked (each attempt bounded by
+     --cutover-lock-timeout, retried with backoff), the destination
      confirms it has every change, the source schema is deactivated and
      renamed to <schema>old<UTC time>, and the shard is activated on the
      destination with its sequences at the source's exact values;
@@ -72,8 +74,11 @@ way: run the same command again.
 With --activate-on-destination=no the copy is left inactive on the
 destination as <schema>new and the source keeps serving (a rehearsal).
 
-One pgms run at a time per state node (default: the source); the run and
-its steps are recorded there (see pgms status).`,
+The shard is claimed on both nodes for the whole move: any other pgms run
+that would touch it (apply, move, cleanup) is refused, naming this one. The
+run lock of the state node (default: the source) is taken too, and the run
+and its steps are recorded there (see pgms status); --lock-timeout waits for
+a run lock another run holds.`,
 		Example: `  pgms move --shard=12 --from=postgres://admin@db1/app --to=postgres://admin@db2/app --activate-on-destination=yes
   pgms move --shard=12 --from=$SRC --to=$DST --activate-on-destination=no --lock-timeout=100ms`,
 		Args: cobra.NoArgs,
@@ -113,10 +118,19 @@ its steps are recorded there (see pgms status).`,
 			if cmd.Flags().Changed("schema-prefix") || cmd.Flags().Changed("schema-digits") {
 				spec.Schema = sql.Naming{Prefix: prefix, Digits: digits}.SchemaName(shard)
 			}
+			if err := executor.CheckCutoverLockTimeout(opts.LockTimeout); err != nil {
+				return fmt.Errorf("--cutover-lock-timeout: %w", err)
+			}
+			spec.Options = opts
 			if stateDSN == "" {
 				stateDSN = from
 			}
-			return runMove(cmd, spec, stateDSN, progressEvery)
+			if list, _ := dsn.FromEnv(); len(list) > 0 {
+				for _, d := range list {
+					spec.Fleet = spec.Fleet.With(state.NodeSpec{Name: dsn.Name(d), DSN: d})
+				}
+			}
+			return runMove(cmd, spec, stateDSN, runLockWait, progressEvery)
 		},
 	}
 	f := cmd.Flags()
@@ -127,9 +141,10 @@ its steps are recorded there (see pgms status).`,
 	f.StringVar(&library, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library ($PGMS_SCHEMA)")
 	f.StringVar(&prefix, "schema-prefix", sql.DefaultNaming.Prefix, "shard schema name prefix; without this and --schema-digits the source's library names the shard")
 	f.IntVar(&digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
-	f.DurationVar(&opts.LockTimeout, "lock-timeout", 50*time.Millisecond, "longest wait for the source's table locks per attempt; writers queue behind a waiting lock for up to this long")
-	f.DurationVar(&opts.MaxPause, "max-pause", 2*time.Second, "write-pause budget: give up an attempt if the destination has not caught up this long after the lock")
-	f.IntVar(&opts.LockAttempts, "lock-attempts", 20, "cutover attempts before giving up")
+	f.DurationVar(&opts.LockTimeout, "cutover-lock-timeout", executor.DefaultCutoverLockTimeout, fmt.Sprintf("longest wait for the source's table locks per cutover attempt, at most %v: writers queue behind a waiting lock for up to this long", executor.MaxCutoverLockTimeout))
+	f.DurationVar(&runLockWait, "lock-timeout", 0, "how long to wait for the run lock when another run holds it (0: fail at once, naming the holder)")
+	f.DurationVar(&opts.MaxPause, "max-pause", executor.DefaultMaxPause, "write-pause budget: give up an attempt if the destination has not caught up this long after the lock")
+	f.IntVar(&opts.LockAttempts, "lock-attempts", executor.DefaultLockAttempts, "cutover attempts before giving up")
 	f.StringVar(&maxLag, "max-lag", "1MB", "replication lag under which the switch-over is tried")
 	f.BoolVar(&opts.ReplicaIdentityFull, "replica-identity-full", false, "set REPLICA IDENTITY FULL on tables without a primary key instead of refusing")
 	f.StringVar(&opts.DeactivateSQL, "deactivate-sql", "", "SQL run on the source in the switch-over transaction for each table of the renamed schema, $1 being the quoted table name as a string literal ($DEACTIVATE_SQL)")
@@ -143,31 +158,50 @@ its steps are recorded there (see pgms status).`,
 }
 
 // runMove takes the run lock, records the run and moves.
-func runMove(cmd *cobra.Command, spec executor.MoveSpec, stateDSN string, every time.Duration) error {
+func runMove(cmd *cobra.Command, spec executor.MoveSpec, stateDSN string, lockWait, every time.Duration) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
+	inv := invocation("move", moveArgs(spec))
+	spec.Who = inv
+	lock, takeover, err := state.AcquireRunLock(ctx, stateDSN, spec.LibrarySchema, inv, state.LockOptions{Wait: lockWait,
+		OnWait: func(st state.LockStatus) {
+			fmt.Fprintf(stderr, "pgms: waiting up to %s for the run lock, held by %s\n", lockWait, lockHolderText(st))
+		}})
+	if err != nil {
+		return err
+	}
+	defer lock.Release(context.WithoutCancel(ctx)) //nolint:errcheck // the session end releases it anyway
+	if takeover != nil {
+		fmt.Fprintf(stderr, "pgms: took over the run lock: %s\n", takeover)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(lock.Err())
+		case <-ctx.Done():
+		}
+	}()
 	journal, err := state.OpenJournal(ctx, stateDSN, spec.LibrarySchema)
 	if err != nil {
 		return err
 	}
 	defer journal.Close(context.WithoutCancel(ctx))
-	inv := state.ThisProcess("move", moveArgs(spec))
-	stale, err := journal.Lock(ctx, inv)
+	runID, err := journal.BeginRun(ctx, inv)
 	if err != nil {
 		return err
 	}
-	if stale != nil {
-		fmt.Fprintf(stderr, "pgms: took over the run lock left by a run that is gone (%s)\n", stale)
-	}
-	if _, err := journal.BeginRun(ctx, inv); err != nil {
-		return err
-	}
+	lock.SetRun(ctx, runID)
 	res, err := executor.Move(ctx, spec, journal, executor.NewLineReporter(stderr, every))
 	outcome := state.OutcomeSucceeded
 	code := exitError
 	switch {
+	case errors.Is(err, executor.ErrInterrupted) && errors.Is(context.Cause(ctx), state.ErrLockLost):
+		outcome = state.OutcomeInterrupted
+		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
 	case errors.Is(err, executor.ErrInterrupted):
-		outcome, code = state.OutcomeInterrupted, exitInterrupted
+		outcome, code = state.OutcomeInterrupted, interruptedCode()
 	case err != nil:
 		outcome = state.OutcomeFailed
 	}
@@ -215,7 +249,11 @@ func printMoveResult(w io.Writer, spec executor.MoveSpec, r executor.MoveResult)
 		fmt.Fprintf(w, "  copied %s, %s, %d rows in %s%s\n", plural(r.Tables, "table"), units.FormatBytes(float64(r.Bytes)), r.Rows, r.Backfill.Round(time.Millisecond), rate)
 	}
 	if r.Pause > 0 {
-		fmt.Fprintf(w, "  write pause %s (lock to commit %s), %s\n", fmtDuration(r.Pause), fmtDuration(r.Core), retries(r.Retries))
+		fmt.Fprintf(w, "  writers blocked at most %s (lock wait and pause of any cutover attempt); write pause %s (lock to commit %s), %s\n",
+			fmtDuration(r.Blocked), fmtDuration(r.Pause), fmtDuration(r.Core), retries(r.Retries))
+		if r.Outage > 0 {
+			fmt.Fprintf(w, "  the shard was served by no node for %s while the activation was retried\n", r.Outage.Round(time.Millisecond))
+		}
 		fmt.Fprintf(w, "  source schema renamed to %s on %s; drop it with pgms cleanup when no longer needed\n", r.OldSchema, from)
 	}
 	if r.NewSchema != "" {

@@ -179,11 +179,8 @@ func TestMoveCommand(t *testing.T) {
 	ctx := context.Background()
 
 	// Another run holds the lock on the state node (the source).
-	other, err := state.OpenJournal(ctx, src.DSN, sql.DefaultSchema)
+	other, _, err := state.AcquireRunLock(ctx, src.DSN, sql.DefaultSchema, state.Invocation{Command: "move", Args: "--shard=7", Host: "ci-7", PID: 4242, User: "deploy"}, state.LockOptions{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Lock(ctx, state.Invocation{Command: "move", Args: "--shard=7", Host: "ci-7", PID: 4242, User: "deploy"}); err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
@@ -196,7 +193,7 @@ func TestMoveCommand(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	other.Close(ctx)
+	other.Release(ctx)
 
 	r = pgms(t, "", moveArgsFor(src, dst)...).must(t)
 	for _, want := range []string{"moved sh0001 from", "write pause", "source schema renamed to sh0001old"} {
@@ -260,14 +257,11 @@ func TestForceUnlockCommand(t *testing.T) {
 	if !strings.Contains(r.stdout, "free; nothing to do") {
 		t.Errorf("free lock: %s", r.stdout)
 	}
-	live, err := state.OpenJournal(ctx, db.DSN, sql.DefaultSchema)
+	live, _, err := state.AcquireRunLock(ctx, db.DSN, sql.DefaultSchema, state.Invocation{Command: "move", Host: "h", PID: 9}, state.LockOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer live.Close(ctx)
-	if _, err := live.Lock(ctx, state.Invocation{Command: "move", Host: "h", PID: 9}); err != nil {
-		t.Fatal(err)
-	}
+	defer live.Release(ctx)
 	r = pgms(t, "", "force-unlock", "--dsn", db.DSN)
 	if r.code != exitError || !strings.Contains(r.stderr, "live session") || !strings.Contains(r.stderr, "--terminate") {
 		t.Errorf("live lock: exit %d %s", r.code, r.stderr)
@@ -330,7 +324,7 @@ func TestMoveCommandInterrupt(t *testing.T) {
 	if err != nil || st.Held || st.Holder != nil {
 		t.Errorf("lock after an interrupted run: %+v, %v", st, err)
 	}
-	if !strings.Contains(log.String(), "undone; the source is unchanged") {
+	if !strings.Contains(log.String(), "undone: sh0001 is on") {
 		t.Errorf("no undo reported:\n%s", log.String())
 	}
 	if testing.Verbose() {

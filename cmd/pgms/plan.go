@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/planner"
-	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/runner"
 )
 
 func init() { register(newPlanCommand) }
@@ -39,8 +39,13 @@ under 65,000 characters); --format json is versioned (format_version).
 --out saves the plan with fingerprints of the files and of the live state, for
 pgms show and apply, which refuse or warn when either changed.
 
+A plan made while another pgms run holds the run lock names that run and
+what it does; shards another run is working on (it holds their claims) are
+listed as in progress and left alone.
+
 Exit codes: 0 success, 1 error; with --detailed-exitcode 0 no changes,
-1 error, 2 changes present.`,
+1 error, 2 changes pending (steps, shards in progress, or drained nodes
+that still hold shards).`,
 		Example: `  pgms plan --config topology/
   pgms plan --format markdown > plan.md
   pgms plan --out release.plan --detailed-exitcode`,
@@ -54,11 +59,10 @@ Exit codes: 0 success, 1 error; with --detailed-exitcode 0 no changes,
 			if err != nil {
 				return err
 			}
-			live := refreshTopology(cmd.Context(), t, false)
+			p, live := runner.Plan(cmd.Context(), t, time.Now())
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}
-			p := planner.Compute(planner.Input{Desired: t, Live: live, Now: time.Now(), LibraryVersion: sql.Version})
 			if err := r.Render(cmd.OutOrStdout(), p); err != nil {
 				return err
 			}
@@ -71,7 +75,7 @@ Exit codes: 0 success, 1 error; with --detailed-exitcode 0 no changes,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "Saved the plan to %s.\n", out)
 			}
-			if detailedExitCode && p.HasChanges() {
+			if detailedExitCode && p.Pending() {
 				return withCode(exitChanges, errReported)
 			}
 			return nil

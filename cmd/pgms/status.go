@@ -149,6 +149,13 @@ func renderStatus(w io.Writer, v statusView, now time.Time) {
 		}
 		fmt.Fprintf(w, "Run %d: %s %s — %s, started %s by %s on %s (pid %d)%s\n", r.ID, r.Command, dsn.Redact(r.Args), r.Outcome,
 			r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), orDash(r.User), orDash(r.Host), r.PID, took)
+		if r.Version != "" || r.CIRun != "" {
+			fmt.Fprintf(w, "  pgms %s", orDash(r.Version))
+			if r.CIRun != "" {
+				fmt.Fprintf(w, ", CI run %s", r.CIRun)
+			}
+			fmt.Fprintln(w)
+		}
 		if r.Error != "" && (len(r.Steps) == 0 || r.Steps[len(r.Steps)-1].Error != r.Error) {
 			fmt.Fprintf(w, "  error: %s\n", r.Error)
 		}
@@ -201,7 +208,11 @@ func renderStep(w io.Writer, s state.StepRow, now time.Time) {
 		if s.CoreMS != nil {
 			core = fmt.Sprintf("%.1f ms", *s.CoreMS)
 		}
-		fmt.Fprintf(w, "    write pause %.1f ms (lock to commit %s), %s\n", *s.PauseMS, core, retries(s.Retries))
+		blocked := ""
+		if s.BlockedMS != nil {
+			blocked = fmt.Sprintf("writers blocked at most %.1f ms (lock wait and pause of any attempt); ", *s.BlockedMS)
+		}
+		fmt.Fprintf(w, "    %swrite pause %.1f ms (lock to commit %s), %s\n", blocked, *s.PauseMS, core, retries(s.Retries))
 	} else if s.Retries > 0 {
 		fmt.Fprintf(w, "    %s\n", retries(s.Retries))
 	}

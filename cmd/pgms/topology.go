@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -22,16 +23,8 @@ func loadTopology(stderr io.Writer, path string) (*config.Topology, error) {
 	return t, nil
 }
 
-// refreshTopology reads the live state of every node of a topology.
+// refreshTopology reads the live state of every node of a topology and of
+// the registered nodes that left it.
 func refreshTopology(ctx context.Context, t *config.Topology, weights bool) *state.Cluster {
-	specs := make([]state.NodeSpec, len(t.Nodes))
-	for i, n := range t.Nodes {
-		specs[i] = state.NodeSpec{Name: n.Name, DSN: n.DSN}
-	}
-	return state.Refresh(ctx, specs, state.RefreshOptions{
-		LibrarySchema: t.Cluster.LibrarySchema,
-		Naming:        t.Cluster.Naming(),
-		Weights:       weights,
-		WeightSQL:     t.Cluster.WeightSQL,
-	})
+	return runner.Refresh(ctx, t, weights)
 }

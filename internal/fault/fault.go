@@ -10,7 +10,13 @@
 // attach a hook to the context (WithHook) that sees every point and may
 // return an error, which the code treats like any failure at that place.
 //
-// Without PGMS_FAULT and without a hook a point costs one string compare.
+// PGMS_FAULT_PAUSE names a point where the process instead waits, for
+// PGMS_FAULT_PAUSE_FOR (a Go duration, default 10s) or until its context
+// ends, the first time it passes there: end-to-end tests use it to act
+// while a run is in the middle of its work.
+//
+// Without those variables and without a hook a point costs two string
+// compares.
 package fault
 
 import (
@@ -18,12 +24,24 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // EnvVar names the point at which the process kills itself.
 const EnvVar = "PGMS_FAULT"
 
-var armed = sync.OnceValue(func() string { return os.Getenv(EnvVar) })
+// EnvPause names the point at which the process waits; EnvPauseFor how
+// long.
+const (
+	EnvPause    = "PGMS_FAULT_PAUSE"
+	EnvPauseFor = "PGMS_FAULT_PAUSE_FOR"
+)
+
+var (
+	armed     = sync.OnceValue(func() string { return os.Getenv(EnvVar) })
+	pausing   = sync.OnceValue(func() string { return os.Getenv(EnvPause) })
+	pauseOnce sync.Once
+)
 
 // Hook sees every point passed in a context carrying it; a non-nil error is
 // returned from Point.
@@ -41,6 +59,18 @@ func WithHook(ctx context.Context, hook Hook) context.Context {
 func Point(ctx context.Context, name string) error {
 	if a := armed(); a != "" && a == name {
 		kill()
+	}
+	if p := pausing(); p != "" && p == name {
+		pauseOnce.Do(func() {
+			d, err := time.ParseDuration(os.Getenv(EnvPauseFor))
+			if err != nil || d <= 0 {
+				d = 10 * time.Second
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		})
 	}
 	if h, ok := ctx.Value(hookKey{}).(Hook); ok && h != nil {
 		return h(name)

@@ -5,6 +5,7 @@ package names
 
 import (
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -92,4 +93,34 @@ func ParseMoveArtifact(name string) (schema string, ok bool) {
 		return m[1], true
 	}
 	return m[2], true
+}
+
+// CopyMarkPrefix starts the comment that marks a destination schema as a
+// copy made by a move in progress. The marker is set in the transaction
+// that creates the copy and replaced by the source's own comment in the
+// transaction that activates (or renames) it, so "this schema is an
+// unfinished copy" is a fact any pgms can read on the node, not a memory.
+const CopyMarkPrefix = "pgms: unfinished copy of "
+
+// CopyMark is the comment of an unfinished copy of schema moved from the
+// node named source.
+func CopyMark(schema, source string) string {
+	return CopyMarkPrefix + schema + " from " + source + "; do not use it: the move that made it will finish or remove it"
+}
+
+// IsCopyMark reports whether a schema comment marks an unfinished copy.
+func IsCopyMark(comment string) bool { return strings.HasPrefix(comment, CopyMarkPrefix) }
+
+// ParseCopyMark returns the source node named by a copy mark.
+func ParseCopyMark(comment string) (source string, ok bool) {
+	rest, ok := strings.CutPrefix(comment, CopyMarkPrefix)
+	if !ok {
+		return "", false
+	}
+	_, rest, found := strings.Cut(rest, " from ")
+	if !found {
+		return "", true
+	}
+	source, _, _ = strings.Cut(rest, "; ")
+	return source, true
 }

@@ -41,8 +41,9 @@ func ParseConfig(connString string) (*pgx.ConnConfig, error) {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = ApplicationName
+		cfg.RuntimeParams["application_name"] = SessionName()
 	}
+	cfg.DialFunc = Dial
 	return cfg, nil
 }
 

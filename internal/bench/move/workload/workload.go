@@ -119,7 +119,18 @@ var errNoRoute = errors.New("shard active on no node")
 // did: a shard does not come back to a node within a round trip.
 func (w *Writer) route(ctx context.Context) (*pgx.Conn, error) {
 	var found *pgx.Conn
-	for _, c := range w.conns {
+	for i, c := range w.conns {
+		if c.IsClosed() {
+			// A restarted or unreachable server: connect again, as an
+			// application's pool would.
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			fresh, err := pgx.Connect(cctx, w.cfg.DSNs[i])
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+			w.conns[i], c = fresh, fresh
+		}
 		active, err := w.serves(ctx, c)
 		if err != nil {
 			return nil, err
