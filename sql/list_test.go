@@ -255,3 +255,70 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	}
 	app.expect(t, "re-installed", "{sh0000,sh0002,sh0003}")
 }
+
+// Nothing here needs a superuser (managed services give none): a role that
+// may only create in its database installs the library and runs shards,
+// and another role, allowed only to use the library, is never shown a
+// dropped shard.
+func TestListActiveShardsWithoutSuperuser(t *testing.T) {
+	db := pgtest.Database(t)
+	super := pgtest.Connect(t, db.DSN)
+	ctx := context.Background()
+	owner, app := db.Name+"_owner", db.Name+"_app"
+	for _, role := range []string{owner, app} {
+		pgtest.Exec(t, super, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN NOSUPERUSER")
+	}
+	t.Cleanup(func() {
+		// Before the database goes: roles owning objects cannot be dropped.
+		for _, role := range []string{owner, app} {
+			id := pgx.Identifier{role}.Sanitize()
+			super.Exec(ctx, "DROP OWNED BY "+id)
+			super.Exec(ctx, "DROP ROLE "+id)
+		}
+	})
+	pgtest.Exec(t, super, "GRANT CREATE ON DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" TO "+pgx.Identifier{owner}.Sanitize())
+	connectAs := func(role string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(db.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.User = role
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(ctx) })
+		return conn
+	}
+	ownerConn := connectAs(owner)
+	if _, err := Install(ctx, ownerConn, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, ownerConn, "SET search_path = microsharding")
+	strs(t, ownerConn, "SELECT microsharding_ensure_exist(1, 3)")
+	strs(t, ownerConn, "SELECT microsharding_ensure_active(1, 3)")
+	pgtest.Exec(t, ownerConn, "GRANT USAGE ON SCHEMA microsharding TO "+pgx.Identifier{app}.Sanitize())
+
+	appConn := connectAs(app)
+	if _, err := appConn.Prepare(ctx, "list_active", "SELECT microsharding.microsharding_list_active_shards()::text"); err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		var s string
+		if err := appConn.QueryRow(ctx, "list_active").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got := read(); got != "{sh0001,sh0002,sh0003}" {
+		t.Fatalf("list as an unprivileged role: %s", got)
+	}
+	pgtest.Exec(t, ownerConn, "DROP SCHEMA sh0002")
+	if got := read(); got != "{sh0001,sh0003}" {
+		t.Errorf("after DROP SCHEMA: %s", got)
+	}
+	strs(t, ownerConn, "SELECT microsharding_ensure_inactive(3)")
+	if got := read(); got != "{sh0001}" {
+		t.Errorf("after deactivation: %s", got)
+	}
+}
