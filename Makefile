@@ -37,8 +37,9 @@ test-short:
 ## bench: the benchmarks that print numbers with their baselines
 bench: bench-discovery bench-plan bench-rebalance bench-move
 
+# DISCOVERY_ARGS, e.g. "-alternatives" or "-binary", tunes the discovery benchmark.
 bench-discovery:
-	$(GO) run ./internal/bench/discovery
+	$(GO) run ./internal/bench/discovery $(DISCOVERY_ARGS)
 
 bench-plan:
 	$(GO) run ./internal/bench/plan

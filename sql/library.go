@@ -25,7 +25,7 @@ const DefaultSchema = "microsharding"
 // Version is the version of the embedded library, as returned by
 // microsharding_version() after install. Installs of pg-microsharding itself
 // have no version function and read as version 0.
-const Version = 2
+const Version = 3
 
 //go:embed library.sql
 var script string

@@ -250,6 +250,10 @@ func TestTakeOverPgMicroshardingInstall(t *testing.T) {
 	if v, err := InstalledVersion(ctx, conn, DefaultSchema); err != nil || v != 0 {
 		t.Fatalf("InstalledVersion = %d, %v; want 0 (pg-microsharding)", v, err)
 	}
+	// An application connected through the take-over, with the old
+	// function in its prepared statement.
+	app := newAppSession(t, db.DSN)
+	app.expect(t, "pg-microsharding", "{sh0000,sh0007}")
 	res, err := Install(ctx, conn, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +269,9 @@ func TestTakeOverPgMicroshardingInstall(t *testing.T) {
 	if got := one(t, conn, "SELECT microsharding_list_active_shards()::text"); got != "{sh0000,sh0007,sh0008}" {
 		t.Fatalf("active list = %s", got)
 	}
+	app.expect(t, "taken over", "{sh0000,sh0007,sh0008}")
+	pgtest.Exec(t, conn, "DROP SCHEMA sh0007")
+	app.expect(t, "DROP SCHEMA after the take-over", "{sh0000,sh0008}")
 }
 
 func TestConcurrentInstalls(t *testing.T) {
