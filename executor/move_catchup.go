@@ -30,8 +30,9 @@ var errStalled = errors.New("the replication stream stalled")
 var errSlotLost = errors.New("the replication slot was invalidated")
 
 // queryTimeout bounds a catalog query or a poll of a move: one that gets
-// no answer in this time means the node, or the way to it, is gone.
-const queryTimeout = 15 * time.Second
+// no answer in this time means the node, or the way to it, is gone. (A
+// variable for the fault tests, which shorten it.)
+var queryTimeout = 15 * time.Second
 
 // bounded returns ctx limited to queryTimeout.
 func bounded(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -73,7 +73,7 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 		return cutoverResult{}, err
 	}
 	defer func() { conn.Close() }()
-	flusher, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	flusher, err := m.openFlusher(ctx)
 	if err != nil {
 		return cutoverResult{}, err
 	}
@@ -108,7 +108,7 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 		}
 		if m.flusher.Conn.IsClosed() {
 			m.flusher.Close()
-			if m.flusher, err = pgutil.Connect(ctx, m.spec.From.DSN); err != nil {
+			if m.flusher, err = m.openFlusher(ctx); err != nil {
 				return cutoverResult{}, err
 			}
 			flusher = m.flusher
@@ -170,6 +170,22 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 			return cutoverResult{}, fmt.Errorf("%w between cutover attempts: %w", ErrInterrupted, err)
 		}
 	}
+}
+
+// openFlusher opens the session that writes the probes and the cutover's
+// nudge on the source. Its little transactions only need the WAL flushed
+// locally, and must not wait for synchronous standbys: a standby that
+// stops answering would hold them, and the cutover with them.
+func (m *move) openFlusher(ctx context.Context) (*pgutil.Node, error) {
+	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := n.Conn.Exec(ctx, "SET synchronous_commit = local"); err != nil {
+		n.Close()
+		return nil, pgutil.Wrap(err, "node %s: prepare the cutover", m.src.Name)
+	}
+	return n, nil
 }
 
 // confirmStmt is the prepared poll for the destination's confirmation.
@@ -410,7 +426,9 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, sess session, 
 	go func() {
 		defer close(nudged)
 		if m.flusher != nil && !m.flusher.Conn.IsClosed() {
-			m.flusher.Conn.Exec(ctx, "SELECT pg_catalog.pg_logical_emit_message(true, 'pgms', 'cutover')") //nolint:errcheck // only a shortcut: the WAL writer flushes anyway
+			nctx, cancel := context.WithTimeout(ctx, m.opts.MaxPause)
+			defer cancel()
+			m.flusher.Conn.Exec(nctx, "SELECT pg_catalog.pg_logical_emit_message(true, 'pgms', 'cutover')") //nolint:errcheck // only a shortcut: the WAL writer flushes anyway
 		}
 	}()
 	defer func() { <-nudged }()
@@ -461,7 +479,7 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, sess session, 
 // the commit is not cancelled, and an outcome in doubt is found out from
 // the source, never guessed.
 func (m *move) commit(ctx context.Context, conn *pgutil.Node, sess session, res cutoverResult, locked time.Time) (cutoverResult, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.MaxPause+20*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.MaxPause+queryTimeout)
 	defer cancel()
 	// A COMMIT that waits for a synchronous standby holds the locks while
 	// it waits. Once the budget is spent, the wait is cancelled from
@@ -518,7 +536,7 @@ func (m *move) resolveCommit(ctx context.Context, sess session, old string) (boo
 	ctx = context.WithoutCancel(ctx)
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, max(min(queryTimeout, time.Until(deadline)), time.Second))
 		done, err := m.readCommitOutcome(rctx, sess, old)
 		cancel()
 		if err == nil {

@@ -114,7 +114,7 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 	deadline := began.Add(m.opts.ActivationTimeout)
 	var err error
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, queryTimeout)
 		if err = m.revive(actx); err == nil {
 			_, err = execSimple(actx, m.dst.Conn, activate)
 		}

@@ -51,8 +51,9 @@ func (m *move) undo(ctx context.Context) error {
 }
 
 // stepTimeout bounds one attempt of an undo or cleanup step: a node that
-// stops answering fails the attempt instead of hanging it.
-const stepTimeout = time.Minute
+// stops answering fails the attempt instead of hanging it. (A variable for
+// the fault tests, which shorten it.)
+var stepTimeout = 30 * time.Second
 
 // retrying runs step, reopening the move's sessions and trying again when
 // a connection failed or an attempt ran out of time; it gives up after a
