@@ -469,9 +469,69 @@ func (s *Server) kill() {
 	if proc == nil {
 		return
 	}
-	// The postmaster runs in its own process group: kill the backends too.
+	// Every child of the postmaster calls setsid(), so killing the process
+	// group reaches the postmaster alone, and its children would only end
+	// once they notice it is gone (some take seconds, and keep its shared
+	// memory attached meanwhile, which stops a restart). So: stop the
+	// postmaster (no more forks), kill its children, then it.
+	syscall.Kill(proc.Pid, syscall.SIGSTOP)
+	children := childPIDs(proc.Pid)
+	for _, pid := range children {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	syscall.Kill(-proc.Pid, syscall.SIGKILL)
 	<-exited
+	waitGone(children, 5*time.Second)
+}
+
+// childPIDs lists the processes whose parent is pid.
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procState(child); ppid == pid {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// procState reads a process's parent and state from /proc/pid/stat
+// (ppid 0 when the process is gone).
+func procState(pid int) (ppid int, state byte) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 2 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0][0]
+}
+
+// waitGone waits until every process of pids has exited (a zombie has
+// already let go of its memory).
+func waitGone(pids []int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			if ppid, state := procState(pid); ppid == 0 || state == 'Z' || state == 'X' {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // Crash kills the server and every backend at once, like a power cut
@@ -484,7 +544,21 @@ func (s *Server) Restart(ctx context.Context) error {
 		return errors.New("cannot restart a server the harness did not start")
 	}
 	s.Stop()
-	return s.launch(ctx)
+	// After a crash, backends killed with the postmaster may still be
+	// detaching from its shared memory; the new postmaster refuses to start
+	// until they have.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.launch(ctx)
+		if err == nil || !strings.Contains(err.Error(), "pre-existing shared memory block") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // remove stops the server and deletes its directory.
