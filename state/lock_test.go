@@ -72,6 +72,24 @@ func TestLockSecondRunFailsAtOnce(t *testing.T) {
 	}
 }
 
+// waitLockReleased waits for the run lock to be free: the server ends a
+// closed session's backend, and so releases its advisory lock, a moment
+// after the connection closes.
+func waitLockReleased(t *testing.T, conn *pgx.Conn) LockStatus {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ReadLock(context.Background(), conn, sql.DefaultSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Held || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestLockStaleHolder(t *testing.T) {
 	db, conn := stateNode(t)
 	ctx := context.Background()
@@ -88,10 +106,7 @@ func TestLockStaleHolder(t *testing.T) {
 	}
 	dead.conn.Close(ctx) // like a crash: no Unlock
 
-	st, err := ReadLock(ctx, conn, sql.DefaultSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitLockReleased(t, conn)
 	if !st.Stale() || st.Holder.PID != 777 {
 		t.Fatalf("stale holder not detected: %+v", st)
 	}
@@ -118,6 +133,7 @@ func TestLockStaleHolder(t *testing.T) {
 	dead2, _ := OpenJournal(ctx, db.DSN, sql.DefaultSchema)
 	dead2.Lock(ctx, Invocation{Command: "move", PID: 778})
 	dead2.conn.Close(ctx)
+	waitLockReleased(t, conn)
 	res, err := ForceUnlock(ctx, conn, sql.DefaultSchema, false)
 	if err != nil || !res.Cleared || res.Terminated != 0 {
 		t.Fatalf("ForceUnlock: %+v, %v", res, err)
