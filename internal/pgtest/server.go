@@ -200,7 +200,7 @@ func randomSuffix() string {
 // It is built in a private directory and renamed into place so that test
 // binaries running side by side never see half a template.
 func template(root string, bins Binaries, u serverUser) (string, error) {
-	args := []string{"-U", Superuser, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"}
+	args := initdbArgs(bins.Version)
 	h := sha256.Sum256([]byte(bins.Dir + "\x00" + strconv.Itoa(bins.Version) + "\x00" + strings.Join(args, "\x00") + "\x00" + u.Name))
 	final := filepath.Join(root, "template-"+hex.EncodeToString(h[:8]))
 	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
