@@ -182,6 +182,7 @@ type move struct {
 	// during the cutover (see tryCutover).
 	flusher  *pgutil.Node
 	srcMajor int
+	dstMajor int
 
 	tables  []table    // the shard's tables on the source
 	seqs    []sequence // the shard's sequences on the source
