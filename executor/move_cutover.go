@@ -53,9 +53,9 @@ func (m *move) waitLag(ctx context.Context) error {
 		}
 		if lag > m.opts.MaxLag && time.Since(checked) >= time.Second {
 			checked = time.Now()
-			var n int64
-			if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
-				return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
+			n, err := m.subscriptionErrors(ctx, "apply_error_count")
+			if err != nil {
+				return err
 			}
 			if firstErrors < 0 {
 				firstErrors = n
