@@ -8,7 +8,7 @@ DEMO_DIR := .demo
 # 2-core machine.
 TEST_P   ?= 2
 
-.PHONY: all build demo demo-stop test test-short vet bench bench-discovery bench-plan bench-rebalance bench-move clean
+.PHONY: all build demo demo-stop test test-short test-matrix pg-versions vet bench bench-discovery bench-plan bench-rebalance bench-move clean
 
 all: build
 
@@ -33,6 +33,19 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# Majors for test-matrix and the packages it runs on each; see the README's
+# "Supported PostgreSQL versions".
+PG_VERSIONS    ?= 13 14 15 16 17 18
+MATRIX_PKGS    ?= ./sql ./state ./executor ./cmd/pgms
+
+## pg-versions: install the pinned PostgreSQL builds of PG_VERSIONS (cached)
+pg-versions:
+	@scripts/pg-versions.sh install $(PG_VERSIONS)
+
+## test-matrix: the version-sensitive packages on every major of PG_VERSIONS
+test-matrix: pg-versions
+	$(GO) run ./internal/testmatrix -p $(TEST_P) -versions "$(PG_VERSIONS)" $(MATRIX_PKGS)
 
 ## bench: the benchmarks that print numbers with their baselines
 bench: bench-discovery bench-plan bench-rebalance bench-move

@@ -261,6 +261,7 @@ type move struct {
 	// standbys: the source had physical standbys (or named synchronous
 	// ones) when the cutover began, so the activation waits for them.
 	standbys bool
+	dstMajor int
 
 	tables  []table    // the shard's tables on the source
 	seqs    []sequence // the shard's sequences on the source

@@ -242,6 +242,20 @@ var syncStates = map[string]string{"i": "waiting", "d": "copying", "f": "copying
 // wait make the move give up rather than retry forever.
 const maxReplicationErrors = 5
 
+// subscriptionErrors reads the move's subscription's error count (expr, a
+// sum of pg_stat_subscription_stats columns) on the destination. That view
+// is new in PostgreSQL 15: before, errors are not counted (0).
+func (m *move) subscriptionErrors(ctx context.Context, expr string) (int64, error) {
+	if m.dstMajor < 15 {
+		return 0, nil
+	}
+	var n int64
+	if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT `+expr+` FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
+		return 0, m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
+	}
+	return n, nil
+}
+
 // waitSubscriptionReady waits until every table of the subscription is
 // ready, reporting the copy's progress from pg_stat_progress_copy.
 func (m *move) waitSubscriptionReady(ctx context.Context) error {
@@ -256,14 +270,21 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 	var firstErrors int64 = -1
 	began, startBytes := time.Now(), int64(-1)
 	lastJournal := time.Time{}
+	// pg_stat_progress_copy is new in PostgreSQL 14: before, the rows come
+	// from the table's insert count alone.
+	progressCols := "COALESCE(p.bytes_processed, 0), COALESCE(p.tuples_processed, 0)"
+	progressJoin := "LEFT JOIN pg_catalog.pg_stat_progress_copy p ON p.relid = sr.srrelid"
+	if m.dstMajor < 14 {
+		progressCols, progressJoin = "0::bigint, 0::bigint", ""
+	}
 	for {
 		qctx, cancelQ := bounded(ctx)
 		rows, err := m.dst.Conn.Query(qctx, `SELECT c.relname, sr.srsubstate::text,
-			  COALESCE(p.bytes_processed, 0), COALESCE(p.tuples_processed, 0), COALESCE(t.n_tup_ins, 0)
+			  `+progressCols+`, COALESCE(t.n_tup_ins, 0)
 			FROM pg_catalog.pg_subscription s
 			JOIN pg_catalog.pg_subscription_rel sr ON sr.srsubid = s.oid
 			JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid
-			LEFT JOIN pg_catalog.pg_stat_progress_copy p ON p.relid = sr.srrelid
+			`+progressJoin+`
 			LEFT JOIN pg_catalog.pg_stat_user_tables t ON t.relid = sr.srrelid
 			WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`, m.sub)
 		if err != nil {
@@ -292,11 +313,10 @@ func (m *move) waitSubscriptionReady(ctx context.Context) error {
 		if err := rows.Err(); err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the copy's progress", m.dst.Name))
 		}
-		var errorsNow int64
-		err = m.dst.Conn.QueryRow(qctx, `SELECT COALESCE((SELECT sync_error_count + apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&errorsNow)
+		errorsNow, err := m.subscriptionErrors(qctx, "sync_error_count + apply_error_count")
 		cancelQ()
 		if err != nil {
-			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
+			return err
 		}
 		if firstErrors < 0 {
 			firstErrors = errorsNow

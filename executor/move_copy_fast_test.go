@@ -143,8 +143,15 @@ func TestCopyUnderChurn(t *testing.T) {
 					t.Errorf("unexpected error on the source: %s", msg)
 				}
 			}
-			if tc.strategy == "fast" && tc.opts != nil && !regexp.MustCompile(`copying 6 tables in [1-9][0-9] parts, 3 at a time`).MatchString(log) {
-				t.Errorf("the copy did not run in ranges as planned:\n%s", log)
+			// Before PostgreSQL 14 (no TID range scan) tables are copied whole.
+			if tc.strategy == "fast" && tc.opts != nil {
+				want := `copying 6 tables in [1-9][0-9] parts, 3 at a time`
+				if c.src.Server.Version < 14 {
+					want = `copying 6 tables, 3 at a time`
+				}
+				if !regexp.MustCompile(want).MatchString(log) {
+					t.Errorf("the copy did not run in ranges as planned:\n%s", log)
+				}
 			}
 			if tc.strategy == "fast" && !strings.Contains(log, `copying as text (their column types have no binary form that is the same in both databases): "texty" (column "moods" is `+schema+`.mood[])`) {
 				t.Errorf("texty not copied as text, or not only texty:\n%s", log)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
@@ -87,7 +88,53 @@ func (m *move) dumpSchema(ctx context.Context, extra ...string) (string, error) 
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("node %s: pg_dump of %s failed (%v): %s", m.src.Name, m.schema, err, dsn.Redact(strings.TrimSpace(stderr.String())))
 	}
-	return stripRestrict(stdout.String()), nil
+	return dropNewerSettings(stripRestrict(stdout.String()), m.dstMajor), nil
+}
+
+// newerSettings are session settings a pg_dump newer than the destination
+// may put in its preamble, with the major version that introduced them:
+// pg_dump 17 and later write "SET transaction_timeout = 0;", which an older
+// server rejects as an unrecognized configuration parameter.
+var newerSettings = []struct {
+	line  string
+	major int
+}{
+	{"SET transaction_timeout = 0;", 17},
+}
+
+// dropNewerSettings removes from a dump's preamble (the settings before
+// its first object) the settings the destination, of major version
+// dstMajor, does not know. Lines after the preamble, such as a function
+// body that happens to hold the same text, are left alone.
+func dropNewerSettings(script string, dstMajor int) string {
+	var drop []string
+	for _, s := range newerSettings {
+		if dstMajor < s.major {
+			drop = append(drop, s.line)
+		}
+	}
+	if len(drop) == 0 {
+		return script
+	}
+	lines := strings.SplitAfter(script, "\n")
+	out := make([]string, 0, len(lines))
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		if !inPreamble(t) {
+			out = append(out, lines[i:]...)
+			break
+		}
+		if !slices.Contains(drop, t) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// inPreamble: a line of the settings pg_dump writes before the first object.
+func inPreamble(line string) bool {
+	return line == "" || strings.HasPrefix(line, "--") || strings.HasPrefix(line, "SET ") ||
+		strings.HasPrefix(line, "SELECT pg_catalog.set_config(")
 }
 
 var restrictLine = regexp.MustCompile(`(?m)^\\restrict ([A-Za-z0-9]+)\r?$`)

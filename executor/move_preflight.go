@@ -150,7 +150,7 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	if err := errors.Join(src.err, dst.err); err != nil {
 		return f, err
 	}
-	m.srcMajor = src.major
+	m.srcMajor, m.dstMajor = src.major, dst.major
 	if src.library != dst.library {
 		return f, fmt.Errorf("library versions differ: %s has version %d, %s has version %d; run pgms install on both", m.src.Name, src.library, m.dst.Name, dst.library)
 	}

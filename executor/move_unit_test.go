@@ -25,6 +25,18 @@ func TestStripRestrict(t *testing.T) {
 	}
 }
 
+func TestDropNewerSettings(t *testing.T) {
+	dump := "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\nSET lock_timeout = 0;\n" +
+		"SET transaction_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n" +
+		"CREATE FUNCTION s.f() RETURNS void LANGUAGE sql AS $$\nSET transaction_timeout = 0;\n$$;\n"
+	without := strings.Replace(dump, "SET transaction_timeout = 0;\n", "", 1)
+	for major, want := range map[int]string{13: without, 16: without, 17: dump, 18: dump} {
+		if got := dropNewerSettings(dump, major); got != want {
+			t.Errorf("destination %d: got %q, want %q", major, got, want)
+		}
+	}
+}
+
 func TestQuoteLiteral(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":      "'plain'",

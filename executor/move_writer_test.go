@@ -170,7 +170,10 @@ func TestMoveBehindLongTransaction(t *testing.T) {
 	}
 	// Writes queue behind the waiting LOCK for at most the lock timeout;
 	// the margin covers scheduling on a loaded two-core machine.
-	if limit := spec.Options.LockTimeout + 60*time.Millisecond; worst > limit {
+	// (The margin is wide: on a busy two-core machine a write's own routing
+	// can take a hundred milliseconds; a failed attempt held to the pause
+	// budget would show as two seconds.)
+	if limit := spec.Options.LockTimeout + 200*time.Millisecond; worst > limit {
 		t.Errorf("a write waited %v during the failed attempts (limit %v)", worst, limit)
 	}
 	if len(during) < 20 {

@@ -88,6 +88,9 @@ func probe(path string) (Program, error) {
 	return p, nil
 }
 
+// Probe runs "path --version" (once per path) and returns what it says.
+func Probe(path string) (Program, error) { return probe(path) }
+
 // Find returns the first program named program whose major version is at
 // least minMajor (0: any). The error lists the versions that were found.
 func Find(program string, minMajor int) (Program, error) {

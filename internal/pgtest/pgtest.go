@@ -105,6 +105,10 @@ func prepareLocal() (localSetup, error) {
 	if l.user, err = resolveServerUser(); err != nil {
 		return l, err
 	}
+	if err := checkReachable(l.bins.Dir, l.user); err != nil {
+		return l, err
+	}
+	useCachedClients(l.bins)
 	l.root = rootDir()
 	if err := prepareRoot(l.root); err != nil {
 		return l, fmt.Errorf("prepare %s: %w", l.root, err)

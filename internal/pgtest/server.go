@@ -209,7 +209,7 @@ func randomSuffix() string {
 // It is built in a private directory and renamed into place so that test
 // binaries running side by side never see half a template.
 func template(root string, bins Binaries, u serverUser) (string, error) {
-	args := []string{"-U", Superuser, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"}
+	args := initdbArgs(bins.Version)
 	h := sha256.Sum256([]byte(bins.Dir + "\x00" + strconv.Itoa(bins.Version) + "\x00" + strings.Join(args, "\x00") + "\x00" + u.Name))
 	final := filepath.Join(root, "template-"+hex.EncodeToString(h[:8]))
 	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
@@ -575,7 +575,21 @@ func (s *Server) Restart(ctx context.Context) error {
 		return errors.New("cannot restart a server the harness did not start")
 	}
 	s.Stop()
-	return s.launch(ctx)
+	// After a crash, backends killed with the postmaster may still be
+	// detaching from its shared memory; the new postmaster refuses to start
+	// until they have.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.launch(ctx)
+		if err == nil || !strings.Contains(err.Error(), "pre-existing shared memory block") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // remove stops the server and deletes its directory.
