@@ -245,7 +245,7 @@ func (c *cleaner) one(ctx context.Context, l state.Leftover) Outcome {
 	case state.LeftoverSubscription:
 		return c.dropSubscription(ctx, parsed)
 	case state.LeftoverSlot:
-		return c.dropSlot(ctx, l.Name)
+		return c.dropSlot(ctx, parsed)
 	case state.LeftoverPublication:
 		return c.dropPublication(ctx, parsed)
 	}
@@ -368,11 +368,12 @@ func (c *cleaner) dropSubscription(ctx context.Context, l state.Leftover) Outcom
 // it. A subscription's walsender is waited for (its subscription was just
 // dropped and it is on its way out); another walsender is ended only when
 // allowed, and never one of a running pgms.
-func (c *cleaner) dropSlot(ctx context.Context, name string) Outcome {
+func (c *cleaner) dropSlot(ctx context.Context, parsed state.Leftover) Outcome {
+	name := parsed.Name
 	deadline := time.Now().Add(c.spec.SlotWait)
 	terminated := false
 	for {
-		l := state.Leftover{Kind: state.LeftoverSlot, Name: name}
+		l := parsed
 		err := c.node.Conn.QueryRow(ctx, `
 			SELECT s.active, COALESCE(s.active_pid, 0), COALESCE(a.application_name, ''),
 			       COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
@@ -400,7 +401,7 @@ func (c *cleaner) dropSlot(ctx context.Context, name string) Outcome {
 		} else {
 			// The subscription's walsender is expected to leave by itself.
 			_, end, reason := state.JudgeOrphanSlot(l, true, c.spec.TerminateOrphanWalsenders)
-			if l.WalsenderClient != name && !end {
+			if l.WalsenderClient != l.SubscriptionName() && !end {
 				return Outcome{Reason: reason}
 			}
 			if end && !terminated {
@@ -426,10 +427,12 @@ func (c *cleaner) dropSlot(ctx context.Context, name string) Outcome {
 func (c *cleaner) dropPublication(ctx context.Context, l state.Leftover) Outcome {
 	slot := l.Sibling(state.LeftoverSlot)
 	var exists, slotExists bool
+	// pgms's slots carry the database's oid after the legacy name.
 	err := c.node.Conn.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
-		       EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $2 AND database = current_database())`,
-		l.Name, slot).Scan(&exists, &slotExists)
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE database = current_database()
+		         AND (slot_name = $2 OR ($3 AND slot_name = $2 || '_' || (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())::text)))`,
+		l.Name, slot, l.Tool == state.ToolPGMS).Scan(&exists, &slotExists)
 	switch {
 	case err != nil:
 		return Outcome{Err: err}

@@ -250,11 +250,19 @@ func (m *move) subscriptionErrors(ctx context.Context, expr string) (int64, erro
 		return 0, nil
 	}
 	var n int64
-	if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT `+expr+` FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
+	if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT `+expr+` FROM pg_catalog.pg_stat_subscription_stats WHERE subid = `+subscriptionOID+`), 0)`, m.sub).Scan(&n); err != nil {
 		return 0, m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
 	}
 	return n, nil
 }
+
+// subscriptionOID is the oid of the subscription named $1 in this
+// database. pg_subscription is shared by every database of a server, and
+// the statistics views list the subscriptions of all of them: another
+// database may have one of the same name (another cluster on the server,
+// moving the same shard).
+const subscriptionOID = `(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = $1
+	AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))`
 
 // waitSubscriptionReady waits until every table of the subscription is
 // ready, reporting the copy's progress from pg_stat_progress_copy.

@@ -257,7 +257,7 @@ func (m *move) waitStreaming(ctx context.Context) error {
 		var streaming bool
 		qctx, cancel := bounded(ctx)
 		err := m.dst.Conn.QueryRow(qctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription
-			WHERE subname = $1 AND relid IS NULL AND received_lsn IS NOT NULL)`, m.sub).Scan(&streaming)
+			WHERE subid = `+subscriptionOID+` AND relid IS NULL AND received_lsn IS NOT NULL)`, m.sub).Scan(&streaming)
 		cancel()
 		if err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the state of subscription %s", m.dst.Name, m.sub))

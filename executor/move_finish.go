@@ -222,7 +222,7 @@ func (m *move) finishCopyOnly(ctx context.Context) error {
 	}
 	for {
 		var running bool
-		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL)`, m.sub).Scan(&running)
+		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription WHERE subid = `+subscriptionOID+` AND pid IS NOT NULL)`, m.sub).Scan(&running)
 		if err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: wait for subscription %s to stop", m.dst.Name, m.sub))
 		}

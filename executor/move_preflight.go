@@ -327,7 +327,7 @@ func (m *move) keepsInactive() bool { return !m.spec.Activate && m.spec.KeepInac
 func (m *move) checkNames() error {
 	const maxIdent = 63
 	for _, n := range []struct{ what, name string }{
-		{"replication slot", names.MoveSlot(m.schema)},
+		{"replication slot", names.MoveSlot(m.schema, 1<<32-1)},
 		{"publication", names.MovePublication(m.schema)},
 		{"subscription", names.MoveSubscription(m.schema)},
 		{"renamed source schema", names.OldSchema(m.schema, time.Now())},

@@ -219,9 +219,10 @@ func (m *move) dropMarkedCopy(ctx context.Context) error {
 	return pgutil.Wrap(err, "node %s: drop the unfinished copy %s", m.dst.Name, m.schema)
 }
 
-// dropSlot drops the move's slot on the source.
+// dropSlot drops the move's slot on the source, under its name or the name
+// older pgms versions gave it.
 func (m *move) dropSlot(ctx context.Context) error {
-	return m.dropSlots(ctx, "slot_name = "+quoteLiteral(m.slot))
+	return m.dropSlots(ctx, "slot_name IN ("+quoteLiteral(m.slot)+", "+quoteLiteral(names.LegacyMoveSlot(m.schema))+")")
 }
 
 // dropSlots drops the source's slots matching a condition. A slot still in
@@ -232,7 +233,9 @@ func (m *move) dropSlots(ctx context.Context, where string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	grace := time.Now().Add(2 * time.Second)
 	for {
-		rows, err := m.src.Conn.Query(ctx, "SELECT slot_name::text, active_pid FROM pg_catalog.pg_replication_slots WHERE "+where)
+		// Slots are named in one namespace for the whole server; only this
+		// database's are the move's.
+		rows, err := m.src.Conn.Query(ctx, "SELECT slot_name::text, active_pid FROM pg_catalog.pg_replication_slots WHERE database = current_database() AND ("+where+")")
 		if err != nil {
 			return pgutil.Wrap(err, "node %s: list replication slots", m.src.Name)
 		}
