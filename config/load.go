@@ -452,7 +452,7 @@ func (l *loader) node(b blockIn) {
 	a := content.Attributes
 	if attr := a["dsn"]; attr == nil || isNull(l.peek(attr, b.ctx)) {
 		l.errorf(b.DefRange, "Missing dsn",
-			"Node %q has no dsn. Add one, preferably from the environment so that no password lands in the file: dsn = env(%q).", name, envName(name))
+			"Node %q has no dsn. Add one, preferably from the environment so that no password lands in the file: dsn = env(%q).", name, DSNVariable(name))
 	} else {
 		n.DSNExpr = string(attr.Expr.Range().SliceBytes(l.t.Sources[attr.Expr.Range().Filename]))
 		v, ok := l.eval(attr, b.ctx, cty.String, "a string")
@@ -465,7 +465,7 @@ func (l *loader) node(b blockIn) {
 		}
 		if dsn.Redact(n.DSNExpr) != n.DSNExpr {
 			l.warnf(attr.Expr.Range(), "Password in a configuration file",
-				"The dsn of node %q holds a password in clear text, and topology files usually live in git. Take the DSN from the environment, dsn = env(%q), or keep the password in ~/.pgpass.", name, envName(name))
+				"The dsn of node %q holds a password in clear text, and topology files usually live in git. Take the DSN from the environment, dsn = env(%q), or keep the password in ~/.pgpass.", name, DSNVariable(name))
 		}
 	}
 	if attr := a["drain"]; attr != nil {
@@ -497,8 +497,9 @@ func (l *loader) node(b blockIn) {
 	}
 }
 
-// envName proposes an environment variable for a node's DSN.
-func envName(node string) string {
+// DSNVariable is the environment variable pgms proposes for a node's DSN
+// (in hints, and in the files pgms import writes): PGMS_DSN_A for node a.
+func DSNVariable(node string) string {
 	return "PGMS_DSN_" + strings.ToUpper(strings.Map(func(r rune) rune {
 		if r == '-' {
 			return '_'
@@ -636,7 +637,7 @@ func (l *loader) crossCheck() {
 	switch {
 	case len(names) == 0 && len(t.Shards) > 0:
 		l.errorf(t.Shards[0].DeclRange, "No node declared",
-			"Shards are placed, but there is no node block. Declare the nodes, for example node %q { dsn = env(%q) }.", t.Shards[0].Node, envName(t.Shards[0].Node))
+			"Shards are placed, but there is no node block. Declare the nodes, for example node %q { dsn = env(%q) }.", t.Shards[0].Node, DSNVariable(t.Shards[0].Node))
 	case len(names) > 0:
 		for i, r := range t.Shards {
 			if _, ok := l.nodeDecl[r.Node]; ok {
