@@ -17,6 +17,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/textdiff"
 	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/rebalance"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
 )
@@ -35,7 +36,7 @@ type rebalanceArgs struct {
 
 // rebalanceSettings are the flags checked and converted.
 type rebalanceSettings struct {
-	opts     planner.RebalanceOptions
+	opts     rebalance.Options
 	percent  string          // the tolerance as the user reads it: "5%"
 	drain    map[string]bool // drained nodes, from the files and --drain
 	maxBytes int64
@@ -101,7 +102,7 @@ func runRebalance(cmd *cobra.Command, a rebalanceArgs) error {
 		return err
 	}
 	s := rebalanceSettings{
-		opts:     planner.RebalanceOptions{Tolerance: tol, MaxMoves: a.maxMoves},
+		opts:     rebalance.Options{Tolerance: tol, MaxMoves: a.maxMoves},
 		percent:  percent,
 		maxBytes: maxBytes,
 	}
@@ -126,7 +127,7 @@ func runRebalance(cmd *cobra.Command, a rebalanceArgs) error {
 		}
 		s.opts.MaxWeight = float64(maxBytes)
 	}
-	res, err := planner.Rebalance(in.nodes, in.shards, s.opts)
+	res, err := rebalance.Solve(in.nodes, in.shards, s.opts)
 	if err != nil {
 		return err
 	}
@@ -268,8 +269,8 @@ func pluralWord(n int, one, many string) string {
 // rebalanceData is the algorithm's input built from the files and the
 // live state, with what the report needs besides.
 type rebalanceData struct {
-	nodes  []planner.RebalanceNode
-	shards []planner.RebalanceShard
+	nodes  []rebalance.Node
+	shards []rebalance.Shard
 	// bytes says weights are sizes in bytes.
 	bytes bool
 	// size is each allocated shard's total relation size, what a move
@@ -287,13 +288,13 @@ func (d rebalanceData) allocated(n int) bool { _, ok := d.size[n]; return ok }
 func rebalanceInput(t *config.Topology, live *state.Cluster, drain map[string]bool) (rebalanceData, error) {
 	d := rebalanceData{bytes: true, size: map[int]int64{}}
 	for _, n := range t.Nodes {
-		d.nodes = append(d.nodes, planner.RebalanceNode{Name: n.Name, Capacity: n.Capacity, Drain: drain[n.Name]})
+		d.nodes = append(d.nodes, rebalance.Node{Name: n.Name, Capacity: n.Capacity, Drain: drain[n.Name]})
 	}
 	var withUnit, without []string
 	for _, r := range t.Shards {
 		ln := live.Node(r.Node)
 		for n := r.From; n <= r.To; n++ {
-			s := planner.RebalanceShard{Shard: n, Node: r.Node, Pinned: r.IsPinned(n)}
+			s := rebalance.Shard{Shard: n, Node: r.Node, Pinned: r.IsPinned(n)}
 			if ln != nil {
 				if ls := ln.Shard(n); ls != nil {
 					d.size[n] = ls.Bytes
@@ -367,7 +368,7 @@ type rebalanceReport struct {
 	t    *config.Topology
 	live *state.Cluster
 	in   rebalanceData
-	res  planner.RebalanceResult
+	res  rebalance.Result
 	s    rebalanceSettings
 	a    rebalanceArgs
 }
@@ -418,7 +419,7 @@ func (r rebalanceReport) table(w io.Writer) {
 		}
 		return fmt.Sprintf("%.1f%%", 100*v/total)
 	}
-	dev := func(n planner.NodeBalance, v float64) string {
+	dev := func(n rebalance.NodeBalance, v float64) string {
 		if n.Fair == 0 {
 			return "-"
 		}
@@ -457,7 +458,7 @@ func (r rebalanceReport) table(w io.Writer) {
 // moves prints the moves grouped by node pair. Shards not allocated yet
 // are listed apart: plan allocates them in their new place.
 func (r rebalanceReport) moves(w io.Writer) {
-	var real, unallocated []planner.RebalanceMove
+	var real, unallocated []rebalance.Move
 	for _, m := range r.res.Moves {
 		if r.in.allocated(m.Shard) {
 			real = append(real, m)
@@ -490,7 +491,7 @@ func (r rebalanceReport) moves(w io.Writer) {
 
 // size is the weight of moves, with the data they copy when the weight is
 // not in bytes.
-func (r rebalanceReport) size(moves []planner.RebalanceMove) string {
+func (r rebalanceReport) size(moves []rebalance.Move) string {
 	var weight float64
 	for _, m := range moves {
 		weight += m.Weight
@@ -502,8 +503,8 @@ func (r rebalanceReport) size(moves []planner.RebalanceMove) string {
 }
 
 // groupMoves cuts moves sorted by From, To into runs of one node pair.
-func groupMoves(moves []planner.RebalanceMove) [][]planner.RebalanceMove {
-	var groups [][]planner.RebalanceMove
+func groupMoves(moves []rebalance.Move) [][]rebalance.Move {
+	var groups [][]rebalance.Move
 	for i := 0; i < len(moves); {
 		j := i
 		for j < len(moves) && moves[j].From == moves[i].From && moves[j].To == moves[i].To {
@@ -515,7 +516,7 @@ func groupMoves(moves []planner.RebalanceMove) [][]planner.RebalanceMove {
 	return groups
 }
 
-func moveShards(moves []planner.RebalanceMove) []int {
+func moveShards(moves []rebalance.Move) []int {
 	nums := make([]int, len(moves))
 	for i, m := range moves {
 		nums[i] = m.Shard
@@ -523,7 +524,7 @@ func moveShards(moves []planner.RebalanceMove) []int {
 	return nums
 }
 
-func (r rebalanceReport) movedBytes(moves []planner.RebalanceMove) int64 {
+func (r rebalanceReport) movedBytes(moves []rebalance.Move) int64 {
 	var b int64
 	for _, m := range moves {
 		b += r.in.size[m.Shard]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/golden"
+	"github.com/pgms-dev/pgms/rebalance"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
@@ -441,8 +442,8 @@ shards "9" { node = "d" }
 	if !in.bytes || in.allocated(8) || !in.allocated(7) {
 		t.Fatalf("input: bytes %v, allocated(8) %v, allocated(7) %v", in.bytes, in.allocated(8), in.allocated(7))
 	}
-	s := rebalanceSettings{opts: planner.RebalanceOptions{Tolerance: 0.05}, percent: "5%", drain: drain}
-	res, err := planner.Rebalance(in.nodes, in.shards, s.opts)
+	s := rebalanceSettings{opts: rebalance.Options{Tolerance: 0.05}, percent: "5%", drain: drain}
+	res, err := rebalance.Solve(in.nodes, in.shards, s.opts)
 	if err != nil {
 		t.Fatal(err)
 	}

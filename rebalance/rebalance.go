@@ -1,4 +1,4 @@
-package planner
+package rebalance
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"strings"
 )
 
-// DefaultRebalanceTolerance is the deviation from a node's fair share that
-// Rebalance accepts when RebalanceOptions.Tolerance is zero.
-const DefaultRebalanceTolerance = 0.05
+// DefaultTolerance is the deviation from a node's fair share that
+// Solve accepts when Options.Tolerance is zero.
+const DefaultTolerance = 0.05
 
-// NearEmptyFraction decides which shards Rebalance treats as near-empty: a
+// NearEmptyFraction decides which shards Solve treats as near-empty: a
 // shard weighing at most this fraction of the median shard weight. The median
 // is taken over the shards weighing at least 1% of the mean, so that a fresh
 // allocation outnumbering the loaded shards does not drag the median down to
@@ -20,8 +20,8 @@ const DefaultRebalanceTolerance = 0.05
 // near-empty.
 const NearEmptyFraction = 0.10
 
-// RebalanceNode is a node as Rebalance sees it.
-type RebalanceNode struct {
+// Node is a node as Solve sees it.
+type Node struct {
 	Name string
 	// Capacity is the node's relative size: a node with 2 is given twice the
 	// weight of a node with 1. Zero means 1.
@@ -30,8 +30,8 @@ type RebalanceNode struct {
 	Drain bool
 }
 
-// RebalanceShard is one shard, where it lives and what it weighs.
-type RebalanceShard struct {
+// Shard is one shard, where it lives and what it weighs.
+type Shard struct {
 	Shard int
 	// Node is the node the shard is on now.
 	Node string
@@ -42,11 +42,11 @@ type RebalanceShard struct {
 	Pinned bool
 }
 
-// RebalanceOptions tunes Rebalance. The zero value is usable.
-type RebalanceOptions struct {
+// Options tunes Solve. The zero value is usable.
+type Options struct {
 	// Tolerance is the accepted deviation of a node's weight from its fair
 	// share, as a fraction of that share (0.05 = ±5%). Zero means
-	// DefaultRebalanceTolerance.
+	// DefaultTolerance.
 	Tolerance float64
 	// MaxMoves caps the number of moves; 0 means no limit.
 	MaxMoves int
@@ -54,8 +54,8 @@ type RebalanceOptions struct {
 	MaxWeight float64
 }
 
-// RebalanceMove moves one shard.
-type RebalanceMove struct {
+// Move moves one shard.
+type Move struct {
 	Shard    int
 	From, To string
 	Weight   float64
@@ -70,7 +70,7 @@ type NodeBalance struct {
 	// Fair is the node's fair share: the total weight times the node's
 	// capacity over the capacity of all nodes not drained (0 when drained).
 	Fair float64
-	// Target is the weight Rebalance aimed at. It equals Fair unless
+	// Target is the weight Solve aimed at. It equals Fair unless
 	// oversized or pinned shards make the fair share unreachable: a node
 	// given an oversized shard aims at that shard (plus its pinned ones), and
 	// the other nodes share what is left.
@@ -78,12 +78,12 @@ type NodeBalance struct {
 	ShardsBefore, ShardsAfter int
 }
 
-// RebalanceResult is the placement Rebalance proposes and how good it is.
-type RebalanceResult struct {
+// Result is the placement Solve proposes and how good it is.
+type Result struct {
 	// Placement maps every input shard to its node after the rebalance.
 	Placement map[int]string
 	// Moves lists the shards whose node changes, by From, To, Shard.
-	Moves []RebalanceMove
+	Moves []Move
 	// Nodes describes every node, by name.
 	Nodes []NodeBalance
 	// Moved is the total weight of Moves.
@@ -116,16 +116,16 @@ type RebalanceResult struct {
 
 // MaxRatio returns the highest After/Fair over the nodes not drained: 1 is a
 // perfect balance. A drained node that still holds weight gives +Inf.
-func (r RebalanceResult) MaxRatio() float64 {
-	return rebalanceMaxRatio(r.Nodes, func(n NodeBalance) float64 { return n.After })
+func (r Result) MaxRatio() float64 {
+	return maxRatio(r.Nodes, func(n NodeBalance) float64 { return n.After })
 }
 
 // MaxRatioBefore is MaxRatio of the input placement.
-func (r RebalanceResult) MaxRatioBefore() float64 {
-	return rebalanceMaxRatio(r.Nodes, func(n NodeBalance) float64 { return n.Before })
+func (r Result) MaxRatioBefore() float64 {
+	return maxRatio(r.Nodes, func(n NodeBalance) float64 { return n.Before })
 }
 
-func rebalanceMaxRatio(nodes []NodeBalance, load func(NodeBalance) float64) float64 {
+func maxRatio(nodes []NodeBalance, load func(NodeBalance) float64) float64 {
 	worst := 0.0
 	for _, n := range nodes {
 		l := load(n)
@@ -141,7 +141,7 @@ func rebalanceMaxRatio(nodes []NodeBalance, load func(NodeBalance) float64) floa
 	return worst
 }
 
-// Rebalance computes a placement of shards on nodes that empties drained
+// Solve computes a placement of shards on nodes that empties drained
 // nodes and brings every other node within the tolerance of its fair share,
 // moving as little weight as it can, then as few shards. Near-empty shards
 // are spread evenly by count. Where shard sizes make the tolerance
@@ -155,14 +155,10 @@ func rebalanceMaxRatio(nodes []NodeBalance, load func(NodeBalance) float64) floa
 // The result depends only on the set of inputs, not on their order, and is
 // never less balanced (by MaxRatio) than the input. It is pure: no database,
 // no files.
-//
-// Rebalance is the algorithm behind `pgms rebalance`; it lives in package
-// planner, which turns a desired topology and the live state into a plan and
-// never opens a connection itself.
-func Rebalance(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOptions) (RebalanceResult, error) {
+func Solve(nodes []Node, shards []Shard, opts Options) (Result, error) {
 	r, err := newRebalancer(nodes, shards, opts)
 	if err != nil {
-		return RebalanceResult{}, err
+		return Result{}, err
 	}
 	r.solve()
 	if r.timid {
@@ -170,7 +166,7 @@ func Rebalance(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOpt
 		// giving it the node where it weighs least works out better.
 		bold, err := newRebalancer(nodes, shards, opts)
 		if err != nil {
-			return RebalanceResult{}, err
+			return Result{}, err
 		}
 		bold.bold = true
 		bold.solve()
@@ -194,7 +190,7 @@ func Rebalance(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOpt
 	for strategy := range 3 {
 		again, err := newRebalancer(nodes, shards, opts)
 		if err != nil {
-			return RebalanceResult{}, err
+			return Result{}, err
 		}
 		again.bold = r.bold
 		again.budget = &b
@@ -212,7 +208,7 @@ func Rebalance(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOpt
 	return r.result(best, r.reaches(r.score(best), fullScore)), nil
 }
 
-func newRebalancer(nodes []RebalanceNode, shards []RebalanceShard, opts RebalanceOptions) (*rebalancer, error) {
+func newRebalancer(nodes []Node, shards []Shard, opts Options) (*rebalancer, error) {
 	if len(nodes) == 0 {
 		return nil, errors.New("rebalance: no nodes")
 	}
@@ -221,7 +217,7 @@ func newRebalancer(nodes []RebalanceNode, shards []RebalanceShard, opts Rebalanc
 	case math.IsNaN(tol) || tol < 0 || math.IsInf(tol, 0):
 		return nil, fmt.Errorf("rebalance: tolerance %v is not a fraction >= 0", opts.Tolerance)
 	case tol == 0:
-		tol = DefaultRebalanceTolerance
+		tol = DefaultTolerance
 	}
 	if opts.MaxMoves < 0 {
 		return nil, fmt.Errorf("rebalance: max moves %d is negative", opts.MaxMoves)
@@ -230,7 +226,7 @@ func newRebalancer(nodes []RebalanceNode, shards []RebalanceShard, opts Rebalanc
 		return nil, fmt.Errorf("rebalance: max weight %v is negative", opts.MaxWeight)
 	}
 
-	sorted := append([]RebalanceNode(nil), nodes...)
+	sorted := append([]Node(nil), nodes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	r := &rebalancer{tol: tol, index: make(map[string]int, len(sorted))}
 	active := 0
@@ -258,7 +254,7 @@ func newRebalancer(nodes []RebalanceNode, shards []RebalanceShard, opts Rebalanc
 		return nil, errors.New("rebalance: every node is drained: nowhere to put the shards")
 	}
 
-	ss := append([]RebalanceShard(nil), shards...)
+	ss := append([]Shard(nil), shards...)
 	sort.Slice(ss, func(i, j int) bool { return ss[i].Shard < ss[j].Shard })
 	pinnedOnDrained := map[string][]string{}
 	for i, s := range ss {
@@ -295,8 +291,8 @@ func newRebalancer(nodes []RebalanceNode, shards []RebalanceShard, opts Rebalanc
 }
 
 // result turns a final node per shard into the public result.
-func (r *rebalancer) result(final []int, reachable bool) RebalanceResult {
-	res := RebalanceResult{
+func (r *rebalancer) result(final []int, reachable bool) Result {
+	res := Result{
 		Placement: make(map[int]string, len(r.shards)),
 		Reachable: reachable,
 		NearEmpty: r.nearEmpty,
@@ -311,7 +307,7 @@ func (r *rebalancer) result(final []int, reachable bool) RebalanceResult {
 		counts[to]++
 		countsBefore[s.orig]++
 		if to != s.orig {
-			res.Moves = append(res.Moves, RebalanceMove{Shard: s.num, From: r.nodes[s.orig].name, To: r.nodes[to].name, Weight: s.w})
+			res.Moves = append(res.Moves, Move{Shard: s.num, From: r.nodes[s.orig].name, To: r.nodes[to].name, Weight: s.w})
 			res.Moved += s.w
 		}
 		if s.oversized {

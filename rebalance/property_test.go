@@ -1,4 +1,4 @@
-package planner
+package rebalance
 
 import (
 	"flag"
@@ -10,25 +10,25 @@ import (
 	"testing"
 )
 
-// rebalanceCase is one generated input.
-type rebalanceCase struct {
-	nodes  []RebalanceNode
-	shards []RebalanceShard
-	opts   RebalanceOptions
+// testCase is one generated input.
+type testCase struct {
+	nodes  []Node
+	shards []Shard
+	opts   Options
 }
 
-func (c rebalanceCase) String() string {
+func (c testCase) String() string {
 	return fmt.Sprintf("nodes=%+v\nshards=%+v\nopts=%+v", c.nodes, c.shards, c.opts)
 }
 
-// rebalanceRandomCase draws a small cluster that mixes what makes the
+// randomCase draws a small cluster that mixes what makes the
 // algorithm work: drained and new nodes, capacities, empty, pinned and
 // oversized shards, budgets.
-func rebalanceRandomCase(rng *rand.Rand) rebalanceCase {
-	var c rebalanceCase
+func randomCase(rng *rand.Rand) testCase {
+	var c testCase
 	nn := 1 + rng.IntN(7)
 	for i := range nn {
-		n := RebalanceNode{Name: fmt.Sprintf("n%d", i)}
+		n := Node{Name: fmt.Sprintf("n%d", i)}
 		if rng.IntN(4) == 0 {
 			n.Capacity = float64(1 + rng.IntN(4))
 		}
@@ -67,7 +67,7 @@ func rebalanceRandomCase(rng *rand.Rand) rebalanceCase {
 			}
 		}
 		node := live[rng.IntN(len(live))]
-		s := RebalanceShard{Shard: num, Node: c.nodes[node].Name, Weight: w, Pinned: rng.IntN(15) == 0}
+		s := Shard{Shard: num, Node: c.nodes[node].Name, Weight: w, Pinned: rng.IntN(15) == 0}
 		if (s.Pinned || num == 0) && c.nodes[node].Drain {
 			s.Node = c.nodes[0].Name // node 0 is never drained
 		}
@@ -84,28 +84,28 @@ func rebalanceRandomCase(rng *rand.Rand) rebalanceCase {
 	return c
 }
 
-var rebalanceCases = flag.Int("rebalance.cases", 600, "random cases for TestRebalanceProperties")
+var randomCases = flag.Int("rebalance.cases", 600, "random cases for TestProperties")
 
-func TestRebalanceProperties(t *testing.T) {
+func TestProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
-	for i := range *rebalanceCases {
-		c := rebalanceRandomCase(rng)
+	for i := range *randomCases {
+		c := randomCase(rng)
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			res, err := Rebalance(c.nodes, c.shards, c.opts)
+			res, err := Solve(c.nodes, c.shards, c.opts)
 			if err != nil {
 				t.Fatalf("%v\n%v", err, c)
 			}
-			rebalanceCheck(t, c, res)
+			check(t, c, res)
 
 			// Same answer whatever the input order.
-			p := rebalanceCase{
-				nodes:  append([]RebalanceNode(nil), c.nodes...),
-				shards: append([]RebalanceShard(nil), c.shards...),
+			p := testCase{
+				nodes:  append([]Node(nil), c.nodes...),
+				shards: append([]Shard(nil), c.shards...),
 				opts:   c.opts,
 			}
 			rng.Shuffle(len(p.nodes), func(i, j int) { p.nodes[i], p.nodes[j] = p.nodes[j], p.nodes[i] })
 			rng.Shuffle(len(p.shards), func(i, j int) { p.shards[i], p.shards[j] = p.shards[j], p.shards[i] })
-			again, err := Rebalance(p.nodes, p.shards, p.opts)
+			again, err := Solve(p.nodes, p.shards, p.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +118,7 @@ func TestRebalanceProperties(t *testing.T) {
 			if c.opts.MaxMoves > 0 || c.opts.MaxWeight > 0 {
 				free := c.opts
 				free.MaxMoves, free.MaxWeight = 0, 0
-				full, err := Rebalance(c.nodes, c.shards, free)
+				full, err := Solve(c.nodes, c.shards, free)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -140,14 +140,14 @@ func TestRebalanceProperties(t *testing.T) {
 	}
 }
 
-// rebalanceCheck verifies what every result must satisfy.
-func rebalanceCheck(t *testing.T, c rebalanceCase, res RebalanceResult) {
+// check verifies what every result must satisfy.
+func check(t *testing.T, c testCase, res Result) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf(format+"\n%v", append(args, c)...)
 	}
-	nodes := map[string]RebalanceNode{}
+	nodes := map[string]Node{}
 	for _, n := range c.nodes {
 		nodes[n.Name] = n
 	}
@@ -157,7 +157,7 @@ func rebalanceCheck(t *testing.T, c rebalanceCase, res RebalanceResult) {
 	if len(res.Placement) != len(c.shards) {
 		fail("placement has %d shards, input %d", len(res.Placement), len(c.shards))
 	}
-	byNum := map[int]RebalanceShard{}
+	byNum := map[int]Shard{}
 	after := map[string]float64{}
 	count := map[string]int{}
 	for _, s := range c.shards {
@@ -204,7 +204,7 @@ func rebalanceCheck(t *testing.T, c rebalanceCase, res RebalanceResult) {
 			fail("shard %d changed node without a move", s.Shard)
 		}
 	}
-	if !rebalanceClose(moved, res.Moved) {
+	if !nearlyEqual(moved, res.Moved) {
 		fail("Moved = %v, moves sum to %v", res.Moved, moved)
 	}
 
@@ -227,7 +227,7 @@ func rebalanceCheck(t *testing.T, c rebalanceCase, res RebalanceResult) {
 		fail("nodes not sorted: %+v", res.Nodes)
 	}
 	for _, n := range res.Nodes {
-		if !rebalanceClose(n.After, after[n.Node]) || n.ShardsAfter != count[n.Node] {
+		if !nearlyEqual(n.After, after[n.Node]) || n.ShardsAfter != count[n.Node] {
 			fail("node %s: After=%v/%d, placement gives %v/%d", n.Node, n.After, n.ShardsAfter, after[n.Node], count[n.Node])
 		}
 	}
@@ -246,22 +246,22 @@ func rebalanceCheck(t *testing.T, c rebalanceCase, res RebalanceResult) {
 	}
 }
 
-func rebalanceClose(a, b float64) bool {
+func nearlyEqual(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
 }
 
-// TestRebalanceSmallClusters compares Rebalance with an exhaustive search
+// TestSmallClusters compares Rebalance with an exhaustive search
 // on clusters small enough to try every placement: 2 or 3 nodes, equal or
 // random capacities, 3 to 8 shards of log-normal weights, 10% tolerance.
 // Few big shards are where granularity bites hardest.
-func TestRebalanceSmallClusters(t *testing.T) {
+func TestSmallClusters(t *testing.T) {
 	for _, capacities := range []bool{false, true} {
 		t.Run(fmt.Sprintf("capacities=%v", capacities), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(5, 5))
 			feasible, balanced, ratioSum := 0, 0, 0.0
 			for range 1500 {
 				nn := 2 + rng.IntN(2)
-				nodes := rebalanceNodes([]string{"a", "b", "c"}[:nn]...)
+				nodes := nodesNamed([]string{"a", "b", "c"}[:nn]...)
 				capSum := 0.0
 				for i := range nodes {
 					nodes[i].Capacity = 1
@@ -270,15 +270,15 @@ func TestRebalanceSmallClusters(t *testing.T) {
 					}
 					capSum += nodes[i].Capacity
 				}
-				var shards []RebalanceShard
+				var shards []Shard
 				sum := 0.0
 				for j := range 3 + rng.IntN(6) {
 					w := math.Round(math.Exp(rng.NormFloat64()) * 100)
-					shards = append(shards, RebalanceShard{Shard: j + 1, Node: nodes[rng.IntN(nn)].Name, Weight: w})
+					shards = append(shards, Shard{Shard: j + 1, Node: nodes[rng.IntN(nn)].Name, Weight: w})
 					sum += w
 				}
 				const tol = 0.1
-				res, err := Rebalance(nodes, shards, RebalanceOptions{Tolerance: tol})
+				res, err := Solve(nodes, shards, Options{Tolerance: tol})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,11 +1,11 @@
-package planner
+package rebalance
 
 import (
 	"math"
 	"sort"
 )
 
-// How Rebalance works.
+// How Solve works.
 //
 // Targets: every node not drained has a fair share of the total weight, in
 // proportion to its capacity, and a band of ±Tolerance around it. A shard
@@ -35,7 +35,7 @@ import (
 //
 // The moves weigh at least LowerBound; granularity costs the rest.
 
-// rebalancer holds the working state of one Rebalance call. Nodes are
+// rebalancer holds the working state of one Solve call. Nodes are
 // indexed in name order and shards in number order, and every tie is broken
 // by those indexes, which makes the result independent of the input order.
 type rebalancer struct {
@@ -105,7 +105,7 @@ func (r *rebalancer) init() {
 		weights = append(weights, s.w)
 	}
 	r.eps = 1e-9 * r.total
-	r.nearEmpty = rebalanceNearEmpty(weights, r.total)
+	r.nearEmpty = nearEmptyLimit(weights, r.total)
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.small = s.w <= r.nearEmpty
@@ -152,8 +152,8 @@ func (r *rebalancer) init() {
 	}
 }
 
-// rebalanceNearEmpty returns the near-empty threshold (see NearEmptyFraction).
-func rebalanceNearEmpty(weights []float64, total float64) float64 {
+// nearEmptyLimit returns the near-empty threshold (see NearEmptyFraction).
+func nearEmptyLimit(weights []float64, total float64) float64 {
 	if total == 0 {
 		return 0
 	}
@@ -784,7 +784,7 @@ func (r *rebalancer) fill(b int) bool {
 // its current node unless another is better by more than the tolerance.
 //
 // With bold set, the condition on the input's worst ratio is dropped: the
-// node's other shards are then expected to leave. Rebalance tries that
+// node's other shards are then expected to leave. Solve tries that
 // variant when it differs, and keeps it only if it ends clearly better and
 // no worse than the input.
 func (r *rebalancer) oversizedHome(s int) int {
