@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgms-dev/pgms/executor"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/words"
 )
 
 func init() {
@@ -54,7 +55,7 @@ a shard is active on at most one node.`,
 				return err
 			}
 			if len(activated) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active already\n", node.Name, rangeVerb(from, to, "was", "were"))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active already\n", node.Name, words.ShardRange(from, to)+" "+words.Plural(to-from+1, "was", "were"))
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: activated %s\n", node.Name, schemaList(activated))
@@ -97,7 +98,7 @@ stay. Shards that are inactive or absent are left as they are.`,
 				return err
 			}
 			if len(deactivated) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s not active\n", node.Name, rangeVerb(from, to, "was", "were"))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s not active\n", node.Name, words.ShardRange(from, to)+" "+words.Plural(to-from+1, "was", "were"))
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: deactivated %s\n", node.Name, schemaList(deactivated))

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/textdiff"
+	"github.com/pgms-dev/pgms/internal/words"
 )
 
 func init() { register(newFmtCommand) }
@@ -75,10 +75,10 @@ and exits 1 if there are any. --diff prints the changes as a unified diff
 				if err := printDiagnostics(stderr, sources, broken); err != nil {
 					return err
 				}
-				return fmt.Errorf("cannot format files with syntax errors: %s", count(errorCount(broken), "error"))
+				return fmt.Errorf("cannot format files with syntax errors: %s", errorCount(broken))
 			}
 			if check && unformatted > 0 {
-				return fmt.Errorf("%s not in canonical layout; run pgms fmt", count(unformatted, "file"))
+				return fmt.Errorf("%s not in canonical layout; run pgms fmt", words.Count(unformatted, "file"))
 			}
 			return nil
 		},
@@ -87,31 +87,4 @@ and exits 1 if there are any. --diff prints the changes as a unified diff
 	cmd.Flags().BoolVar(&check, "check", false, "change nothing; list unformatted files and exit 1 if there are any")
 	cmd.Flags().BoolVar(&diff, "diff", false, "print the changes as a unified diff")
 	return cmd
-}
-
-// replaceFile writes content to path through a temporary file and a
-// rename, so that an interrupted write never leaves half a file; the mode
-// is kept.
-func replaceFile(path string, content []byte) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -13,7 +13,8 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/dsn"
-	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/internal/words"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -30,8 +31,7 @@ func newImportCommand() *cobra.Command {
 		force      bool
 		literalDSN bool
 		schema     string
-		prefix     string
-		digits     int
+		naming     namingFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "import",
@@ -53,44 +53,27 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 			if err != nil {
 				return err
 			}
-			naming := sql.Naming{Prefix: prefix, Digits: digits}
 			target := filepath.Join(outDir, fileName)
 			if _, err := os.Stat(target); err == nil && !force {
 				return fmt.Errorf("%s exists; pass --force to overwrite it, or --out another directory", target)
 			}
-			live := state.Refresh(cmd.Context(), specs, state.RefreshOptions{LibrarySchema: schema, Naming: naming})
-			t, err := describeLive(live, specs, naming, schema, literalDSN)
+			t, content, err := runner.Import(cmd.Context(), runner.ImportRequest{Nodes: specs, Naming: naming.Naming, LibrarySchema: schema, LiteralDSN: literalDSN})
 			if err != nil {
 				return err
-			}
-			content := config.Generate(t)
-			// The written file must load back to the same placement: check
-			// before writing, with the variables it names taken as set.
-			lookup := func(name string) (string, bool) { return "postgres://check/", true }
-			back, diags := config.LoadSources(map[string][]byte{fileName: content}, config.WithLookupEnv(lookup))
-			if diags.HasErrors() {
-				return fmt.Errorf("generated topology does not load (a bug): %v", diags)
-			}
-			if s1, a1 := back.Counts(); s1 != countShards(t) || a1 != countActive(t) {
-				return errors.New("generated topology does not round-trip (a bug)")
 			}
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
 				return err
 			}
-			write := replaceFile
-			if _, err := os.Stat(target); os.IsNotExist(err) {
-				write = func(path string, content []byte) error { return os.WriteFile(path, content, 0o644) }
-			}
-			if err := write(target, content); err != nil {
+			if err := replaceFile(target, content); err != nil {
 				return err
 			}
 			shards, active := t.Counts()
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Wrote %s: %s, %s (%d active).\n", target, count(len(t.Nodes), "node"), count(shards, "shard"), active)
+			fmt.Fprintf(out, "Wrote %s: %s, %s (%d active).\n", target, words.Count(len(t.Nodes), "node"), words.Count(shards, "shard"), active)
 			if !literalDSN {
 				fmt.Fprintln(out, "\nIt reads the DSNs from these variables; set them wherever pgms runs:")
 				for _, s := range specs {
-					fmt.Fprintf(out, "  export %s='%s'\n", envVarFor(s.Name), dsn.Redact(s.DSN))
+					fmt.Fprintf(out, "  export %s='%s'\n", config.DSNVariable(s.Name), dsn.Redact(s.DSN))
 				}
 			}
 			return nil
@@ -102,9 +85,8 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 	cmd.Flags().StringVar(&fileName, "file", "topology.pgms.hcl", "name of the file to write")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
 	cmd.Flags().BoolVar(&literalDSN, "literal-dsn", false, "write the DSNs (without passwords) instead of env() references")
-	cmd.Flags().StringVar(&schema, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library")
-	cmd.Flags().StringVar(&prefix, "schema-prefix", sql.DefaultNaming.Prefix, "shard schema name prefix")
-	cmd.Flags().IntVar(&digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
+	libraryFlag(cmd, &schema)
+	naming.add(cmd, "shard schema name prefix")
 	return cmd
 }
 
@@ -160,50 +142,3 @@ func hostName(d string) string {
 	}
 	return name
 }
-
-// envVarFor is the variable an imported file reads a node's DSN from.
-func envVarFor(node string) string {
-	return "PGMS_DSN_" + strings.ToUpper(notNameChars.ReplaceAllString(node, "_"))
-}
-
-// describeLive turns the live state into a topology, refusing states a
-// topology cannot describe.
-func describeLive(live *state.Cluster, specs []state.NodeSpec, naming sql.Naming, schema string, literal bool) (*config.Topology, error) {
-	t := &config.Topology{}
-	t.Cluster.SchemaPrefix, t.Cluster.SchemaDigits = naming.Prefix, naming.Digits
-	t.Cluster.LibrarySchema = schema
-	t.Cluster.CleanupAfter = config.DefaultCleanupAfter
-	var problems []string
-	where := map[int]string{}
-	for i, n := range live.Nodes {
-		switch {
-		case n.Err != nil:
-			problems = append(problems, n.Err.Error())
-			continue
-		case n.Standby:
-			problems = append(problems, fmt.Sprintf("node %s is a standby; import the primaries", n.Label()))
-			continue
-		}
-		node := config.Node{Name: n.Name, DSN: dsn.WithoutPassword(specs[i].DSN)}
-		if !literal {
-			node.DSNExpr = fmt.Sprintf("env(%q)", envVarFor(n.Name))
-		}
-		t.Nodes = append(t.Nodes, node)
-		for _, s := range n.Shards {
-			if other, ok := where[s.Shard]; ok {
-				problems = append(problems, fmt.Sprintf("shard %d (%s) exists on both %s and %s; a topology places it on one node: resolve that first", s.Shard, s.Schema, other, n.Name))
-				continue
-			}
-			where[s.Shard] = n.Name
-			t.Shards = append(t.Shards, config.ShardRange{From: s.Shard, To: s.Shard, Node: n.Name, Active: s.Active})
-		}
-	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("cannot import:\n  %s", strings.Join(problems, "\n  "))
-	}
-	sort.Slice(t.Shards, func(i, j int) bool { return t.Shards[i].From < t.Shards[j].From })
-	return t, nil
-}
-
-func countShards(t *config.Topology) int { s, _ := t.Counts(); return s }
-func countActive(t *config.Topology) int { _, a := t.Counts(); return a }

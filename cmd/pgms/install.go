@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 )
 
@@ -14,8 +15,7 @@ func newInstallCommand() *cobra.Command {
 	var (
 		nodes          nodeFlags
 		configPath     string
-		prefix         string
-		digits         int
+		naming         namingFlags
 		allowDowngrade bool
 	)
 	cmd := &cobra.Command{
@@ -32,8 +32,8 @@ of active shards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := sql.Options{Schema: nodes.schema, AllowDowngrade: allowDowngrade}
-			if cmd.Flags().Changed("schema-prefix") || cmd.Flags().Changed("schema-digits") {
-				opts.Naming = &sql.Naming{Prefix: prefix, Digits: digits}
+			if naming.given(cmd) {
+				opts.Naming = &naming.Naming
 			}
 			var dsns []string
 			if configPath != "" {
@@ -65,7 +65,7 @@ of active shards.`,
 				}
 				res, err := sql.Install(ctx, n.Conn, opts)
 				if err != nil {
-					fmt.Fprintf(stderr, "pgms: node %s: install: %v\n", n.Name, describe(err))
+					fmt.Fprintf(stderr, "pgms: node %s: install: %v\n", n.Name, pgutil.Describe(err))
 					failed++
 					continue
 				}
@@ -88,8 +88,7 @@ of active shards.`,
 	}
 	nodes.add(cmd)
 	cmd.Flags().StringVar(&configPath, "config", "", "install on every node of these topology files, with their library schema and naming")
-	cmd.Flags().StringVar(&prefix, "schema-prefix", sql.DefaultNaming.Prefix, "shard schema name prefix (changing it on a node with active shards is refused)")
-	cmd.Flags().IntVar(&digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
+	naming.add(cmd, "shard schema name prefix (changing it on a node with active shards is refused)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "let an older pgms replace a newer library")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/views"
 )
 
 func TestInstallAndList(t *testing.T) {
@@ -48,14 +49,14 @@ func TestInstallAndList(t *testing.T) {
 	}
 
 	r = pgms(t, "", append([]string{"list", "--json", "--weight-sql", "SELECT count(*), 'extra' AS note FROM t"}, args...)...).must(t)
-	var l listing
+	var l views.List
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		t.Fatalf("json: %v\n%s", err, r.stdout)
 	}
-	if l.Count != 3 || l.Bytes || len(l.Nodes) != 2 {
+	if l.Shards != 3 || l.WeightInBytes || len(l.Nodes) != 2 || l.FormatVersion != views.FormatVersion {
 		t.Fatalf("json listing: %+v", l)
 	}
-	var first listedNode
+	var first views.ListNode
 	for _, n := range l.Nodes {
 		if strings.HasSuffix(n.Node, dbs[0].Name) && n.Node == dbs[0].Server.Addr()+"/"+dbs[0].Name {
 			first = n

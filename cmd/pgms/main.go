@@ -1,7 +1,8 @@
 // Command pgms manages PostgreSQL microshards declaratively.
 //
-// The command layer only parses flags and wires packages together; the
-// behaviour lives in config, state, planner, executor and sql.
+// The command layer parses flags, asks questions and wires packages
+// together; the behaviour lives in config, state, planner, rebalance,
+// executor, runner and sql, and what each command shows in views.
 package main
 
 import (
@@ -22,7 +23,7 @@ import (
 // Exit codes, the same for every command.
 const (
 	exitOK          = 0   // success; for plan -detailed-exitcode: no changes
-	exitError       = 1   // any error, and a declined confirmation
+	exitError       = 1   // any error, and a declined apply
 	exitChanges     = 2   // plan -detailed-exitcode: there are changes
 	exitInterrupted = 130 // stopped by SIGINT at a safe point (128 + 2)
 	exitTerminated  = 143 // stopped by SIGTERM at a safe point (128 + 15)
@@ -40,7 +41,7 @@ func interruptedCode() int {
 	return exitInterrupted
 }
 
-// exitError carries a specific exit code through cobra.
+// exitCodeError carries a specific exit code through cobra.
 type exitCodeError struct {
 	code int
 	err  error
@@ -57,8 +58,8 @@ func (e *exitCodeError) Unwrap() error { return e.err }
 // withCode makes a command end with code; a nil err prints nothing.
 func withCode(code int, err error) error { return &exitCodeError{code: code, err: err} }
 
-// silentError ends a command with exit 1 after it already reported its
-// errors itself (for example per node).
+// errReported ends a command, with the exit code withCode gives it, after
+// the command reported its errors itself (a plan's, a node's).
 var errReported = errors.New("")
 
 func main() {

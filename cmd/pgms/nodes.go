@@ -2,28 +2,12 @@ package main
 
 import (
 	"context"
-	"os"
-
-	"github.com/spf13/cobra"
+	"fmt"
+	"io"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
-	"github.com/pgms-dev/pgms/sql"
 )
-
-// nodeFlags are the flags of commands that act on a list of nodes given
-// directly rather than through topology files.
-type nodeFlags struct {
-	dsns   []string
-	schema string
-}
-
-func (f *nodeFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&f.dsns, "dsn", nil, "node DSN (repeatable); default: $PGMS_DSNS, $PGDSNS or $DSNS (comma-separated), else the libpq variables (PGHOST, …)")
-	cmd.Flags().StringVar(&f.schema, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library ($PGMS_SCHEMA)")
-}
-
-func (f *nodeFlags) resolve() ([]string, error) { return dsn.Resolve(f.dsns) }
 
 // connectAll opens a connection to every node; failures are returned per
 // node (index-aligned) so that a command can report them and go on.
@@ -49,11 +33,47 @@ func closeAll(nodes []*pgutil.Node) {
 	}
 }
 
-func envOr(name, fallback string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// targetNode picks the one node an imperative command acts on: the --dsn
+// given, else the only node of the DSN list variables, else the libpq
+// variables.
+func targetNode(flags []string, command string) (string, error) {
+	switch len(flags) {
+	case 0:
+	case 1:
+		return flags[0], nil
+	default:
+		return "", fmt.Errorf("%s acts on one node and --dsn was given %d times", command, len(flags))
 	}
-	return fallback
+	if list, from := dsn.FromEnv(); len(list) > 1 {
+		return "", fmt.Errorf("%s acts on one node and %s lists %d; pass --dsn to choose one", command, from, len(list))
+	}
+	list, err := dsn.Resolve(nil)
+	if err != nil {
+		return "", err
+	}
+	return list[0], nil
 }
 
-func nodeNameOf(connString string) string { return dsn.Name(connString) }
+// connectStateNode connects to the one node a journal command reads: the
+// state node of the topology with --config (whose library schema it then
+// uses), else the node targetNode picks.
+func connectStateNode(ctx context.Context, stderr io.Writer, f *stateFlags, command string) (*pgutil.Node, error) {
+	if f.config != "" {
+		t, err := loadTopology(stderr, f.config)
+		if err != nil {
+			return nil, err
+		}
+		n, _ := t.Node(t.Cluster.StateNode)
+		f.schema = t.Cluster.LibrarySchema
+		node, err := pgutil.Connect(ctx, n.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("state node %s: %w", n.Name, err)
+		}
+		return node, nil
+	}
+	target, err := targetNode(f.dsns, command)
+	if err != nil {
+		return nil, err
+	}
+	return pgutil.Connect(ctx, target)
+}

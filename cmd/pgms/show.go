@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/runner"
 )
 
 func init() { register(newShowCommand) }
@@ -51,7 +52,7 @@ refuse such a plan. --offline skips that check.`,
 				fmt.Fprintf(stderr, "\nWarning: cannot tell whether the plan is current: the topology files at %s do not load (pgms validate --config %s says why).\n", path, path)
 				return nil
 			}
-			live := refreshTopology(cmd.Context(), t, false)
+			live := runner.Refresh(cmd.Context(), t, false)
 			for _, n := range live.Nodes {
 				if n.Err != nil {
 					fmt.Fprintf(stderr, "\nWarning: cannot tell whether the plan is current: %v\n", n.Err)

@@ -445,7 +445,7 @@ func tableSyncTime(log string) time.Duration {
 func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strategy string, workers int) (moveRow, error) {
 	var r moveRow
 	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
-		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=" + strategy}
+		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress=5s", "--copy=" + strategy}
 	if workers > 0 {
 		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
 	}

@@ -1,8 +1,9 @@
-package main
+package views
 
 import (
 	"bytes"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +76,10 @@ func TestStatusRender(t *testing.T) {
 		{"status_empty.golden", state.LockStatus{}, nil},
 	} {
 		var b bytes.Buffer
-		renderStatus(&b, statusView{Node: "db1:5432/app", Lock: tc.lock, Runs: tc.runs}, now)
+		if err := (Text{}).Render(&b, NewStatus("db1:5432/app", tc.lock, tc.runs, now)); err != nil {
+			t.Fatal(err)
+		}
 		golden.Check(t, filepath.Join("testdata", tc.name), b.String())
+		checkJSON(t, strings.TrimSuffix(tc.name, ".golden"), NewStatus("db1:5432/app", tc.lock, tc.runs, now))
 	}
 }
