@@ -427,6 +427,11 @@ func (l *loader) command(attr *hcl.Attribute, ctx *hcl.EvalContext) []string {
 	return argv
 }
 
+// ValidNodeName reports whether name can name a node in topology files.
+func ValidNodeName(name string) bool {
+	return validNode.MatchString(name) && len(name) <= maxIdentifier
+}
+
 func (l *loader) node(b blockIn) {
 	name := b.Labels[0]
 	n := Node{Name: name, MaxConcurrentMoves: DefaultMaxConcurrentMoves, Capacity: DefaultCapacity, DeclRange: b.DefRange}

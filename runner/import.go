@@ -91,3 +91,44 @@ func Describe(live *state.Cluster, req ImportRequest) (*config.Topology, error) 
 	sort.Slice(t.Shards, func(i, j int) bool { return t.Shards[i].From < t.Shards[j].From })
 	return t, nil
 }
+
+// ImportNodes names the nodes to import: NAME=DSN entries (--node) as
+// given, plain DSNs (--dsn, or else the DSN list variables) after their
+// host.
+func ImportNodes(nodes, dsns []string) ([]state.NodeSpec, error) {
+	var specs []state.NodeSpec
+	seen := map[string]bool{}
+	add := func(name, d string) error {
+		if !config.ValidNodeName(name) {
+			return fmt.Errorf("node name %q: use letters, digits, _ and -, starting with a letter or _", name)
+		}
+		if seen[name] {
+			return fmt.Errorf("node name %q given twice; name the nodes with --node NAME=DSN", name)
+		}
+		seen[name] = true
+		specs = append(specs, state.NodeSpec{Name: name, DSN: d})
+		return nil
+	}
+	for _, n := range nodes {
+		name, d, ok := strings.Cut(n, "=")
+		if !ok {
+			return nil, fmt.Errorf("--node %q: write NAME=DSN", dsn.Redact(n))
+		}
+		if err := add(name, d); err != nil {
+			return nil, err
+		}
+	}
+	if len(nodes) == 0 && len(dsns) == 0 {
+		dsns, _ = dsn.FromEnv()
+	}
+	for _, d := range dsns {
+		if err := add(dsn.NodeName(d), d); err != nil {
+			return nil, err
+		}
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no nodes given: pass --node NAME=DSN (repeatable) or --dsn DSN")
+	}
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	return specs, nil
+}

@@ -156,3 +156,21 @@ func Plan(ctx context.Context, t *config.Topology, now time.Time) (*planner.Plan
 	lock := ReadLock(ctx, t)
 	return planner.Compute(planner.Input{Desired: t, Live: live, Now: now, LibraryVersion: sql.Version, Lock: lock}), live
 }
+
+// Changes says how the topology files at path and the live cluster
+// differ from those a saved plan was made from (none: the plan is
+// current). It fails when it cannot tell: the files do not load, or a node
+// cannot be read.
+func Changes(ctx context.Context, f *planner.File, path string) ([]string, error) {
+	t, diags := config.Load(path)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("the topology files at %s do not load (pgms validate --config %s says why)", path, path)
+	}
+	live := Refresh(ctx, t, false)
+	for _, n := range live.Nodes {
+		if n.Err != nil {
+			return nil, n.Err
+		}
+	}
+	return f.Changes(t, live.Snapshot()), nil
+}

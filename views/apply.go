@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -73,10 +75,27 @@ const (
 	OutcomeInterrupted = "interrupted"
 )
 
-// NewApply builds the report of an apply: the plan carried out (nil when
-// the run stopped before planning), the steps' results when steps ran, and
-// the outcome.
-func NewApply(stateNode string, p *planner.Plan, ran bool, res executor.ApplyResult, took time.Duration, outcome string, err error) *Apply {
+// NewApply builds the report of an apply from what runner.Apply returned;
+// interrupted says a signal stopped it.
+func NewApply(res runner.ApplyOutcome, err error, interrupted bool) *Apply {
+	return newApply(res.StateNode, res.Plan, res.Ran, res.Result, res.Took, applyOutcome(res, err, interrupted), err)
+}
+
+func applyOutcome(res runner.ApplyOutcome, err error, interrupted bool) string {
+	switch {
+	case err == nil && res.Ran:
+		return OutcomeSucceeded
+	case err == nil:
+		return OutcomeNoChanges
+	case errors.Is(err, runner.ErrDeclined):
+		return OutcomeDeclined
+	case interrupted:
+		return OutcomeInterrupted
+	}
+	return OutcomeFailed
+}
+
+func newApply(stateNode string, p *planner.Plan, ran bool, res executor.ApplyResult, took time.Duration, outcome string, err error) *Apply {
 	a := &Apply{StateNode: stateNode, Plan: p, Outcome: outcome, Ran: ran, Steps: []ApplyStep{}}
 	if err != nil {
 		a.Error = dsn.Redact(pgutil.Describe(err))

@@ -14,6 +14,8 @@ import (
 	"github.com/pgms-dev/pgms/executor"
 	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/runner"
+	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -115,10 +117,10 @@ func TestApplyReport(t *testing.T) {
 		{Step: p.Steps[1], Ran: true, Took: 2 * time.Second, Err: errors.New("move shard 4 (sh0004) from a to c: node c: cannot connect")},
 		{Step: p.Steps[2]},
 	}}
-	a := NewApply("a", p, true, res, 43*time.Second, OutcomeFailed, errors.New("move shard 4 (sh0004) from a to c: node c: cannot connect"))
+	a := NewApply(runner.ApplyOutcome{StateNode: "a", Plan: p, Ran: true, Result: res, Took: 43 * time.Second}, errors.New("move shard 4 (sh0004) from a to c: node c: cannot connect"), false)
 	checkText(t, "apply_failed", a)
 	checkJSON(t, "apply_failed", a)
-	checkText(t, "apply_declined", NewApply("a", p, false, executor.ApplyResult{}, 0, OutcomeDeclined, nil))
+	checkText(t, "apply_declined", NewApply(runner.ApplyOutcome{StateNode: "a", Plan: p}, runner.ErrDeclined, false))
 }
 
 func TestValidateReport(t *testing.T) {
@@ -158,4 +160,34 @@ func TestCleanupOutcomes(t *testing.T) {
 	c.Record(executor.Outcome{Node: "db1:5432/app", Leftover: verdicts[1].Leftover, Err: errors.New("lock timeout"), Took: 10 * time.Second})
 	checkText(t, "cleanup_dropped", c)
 	checkJSON(t, "cleanup_dropped", c)
+}
+
+func TestCommandReports(t *testing.T) {
+	top, diags := config.LoadSources(map[string][]byte{"t.pgms.hcl": []byte("node \"a\" { dsn = \"host=a\" }\nnode \"b\" { dsn = \"host=b\" }\nshards \"0-9\" { node = \"a\" }\nshards \"10\" {\n  node   = \"b\"\n  active = false\n}\n")})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	tests := []struct {
+		name string
+		r    Report
+	}{
+		{"install", NewInstall([]runner.InstallResult{
+			{Node: "db1:5432/app", Result: sql.Result{Schema: "microsharding", Fresh: true, ToVersion: 3}},
+			{Node: "db2:5432/app", Result: sql.Result{Schema: "microsharding", FromVersion: 0, ToVersion: 3}},
+			{Node: "db3:5432/app", Result: sql.Result{Schema: "microsharding", FromVersion: 3, ToVersion: 3}},
+			{Node: "db4:5432/app", Err: errors.New("node db4:5432/app: cannot connect: connection refused")},
+		})},
+		{"allocate", NewAllocate("db1:5432/app", 5, 12, true, executor.AllocateResult{
+			Created: []string{"sh0005", "sh0006", "sh0007", "sh0008", "sh0009", "sh0010", "sh0011", "sh0012"}, Migrated: true, MigrateIn: 2300 * time.Millisecond,
+			Activated: []string{"sh0005", "sh0006", "sh0007", "sh0008", "sh0009", "sh0010", "sh0011", "sh0012"}}, false)},
+		{"allocate_migrate_failed", NewAllocate("db1:5432/app", 5, 5, true, executor.AllocateResult{Created: []string{"sh0005"}}, true)},
+		{"activate_already", NewActivation(true, "db1:5432/app", 5, 8, nil)},
+		{"deactivate", NewActivation(false, "db1:5432/app", 5, 5, []string{"sh0005"})},
+		{"import", NewImport("topology/topology.pgms.hcl", top, []state.NodeSpec{
+			{Name: "a", DSN: "postgres://app:s3cret@db-a/app"}, {Name: "b", DSN: "postgres://app@db-b/app"}}, false)},
+	}
+	for _, tt := range tests {
+		checkText(t, tt.name, tt.r)
+		checkJSON(t, tt.name, tt.r)
+	}
 }

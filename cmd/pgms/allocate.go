@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,10 +11,8 @@ import (
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/internal/words"
 	"github.com/pgms-dev/pgms/runner"
-	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newAllocateCommand) }
 
 func newAllocateCommand() *cobra.Command {
 	var (
@@ -25,6 +20,7 @@ func newAllocateCommand() *cobra.Command {
 		shards     rangeFlags
 		migrateCmd string
 		activate   string
+		format     formatFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "allocate --shards=N-M --dsn=DSN",
@@ -49,6 +45,10 @@ first and refuses to activate a shard that is active on another node.`,
   MIGRATE_CMD=./migrate.sh pgms allocate --shard=9 --activate=no`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := format.renderer()
+			if err != nil {
+				return err
+			}
 			from, to, err := shards.parse()
 			if err != nil {
 				return err
@@ -57,28 +57,27 @@ first and refuses to activate a shard that is active on another node.`,
 			if err != nil {
 				return err
 			}
-			target, err := targetNode(nodes.dsns, "allocate")
+			target, err := dsn.ResolveOne(nodes.dsns, "allocate")
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			out := cmd.OutOrStdout()
+			log := textOut(cmd, r)
 			node, err := pgutil.Connect(ctx, target)
 			if err != nil {
 				return err
 			}
 			defer node.Close()
-
 			spec := executor.AllocateSpec{
 				From: from, To: to, Activate: doActivate, LibrarySchema: nodes.schema,
-				Fleet: fleetFor(ctx, target, nodes.schema), Who: invocation("allocate", fmt.Sprintf("--shards=%d-%d", from, to)),
-				Stdout: out, Stderr: cmd.ErrOrStderr(),
+				Fleet: fleetFor(ctx, target, nodes.schema), Who: runner.Invocation("allocate", fmt.Sprintf("--shards=%d-%d", from, to)),
+				Stdout: log, Stderr: cmd.ErrOrStderr(),
 			}
 			if migrateCmd != "" {
 				spec.MigrateCommand = []string{"/bin/sh", "-c", migrateCmd}
 				spec.Before = func(step string) {
 					if step == "migrate" {
-						fmt.Fprintf(out, "%s: running the migrate command for %s: %s\n", node.Name, words.ShardRange(from, to), dsn.Redact(migrateCmd))
+						fmt.Fprintf(log, "%s: running the migrate command for %s: %s\n", node.Name, words.ShardRange(from, to), dsn.Redact(migrateCmd))
 					}
 				}
 			}
@@ -87,48 +86,16 @@ first and refuses to activate a shard that is active on another node.`,
 			if err != nil && !errors.As(err, &migrateErr) {
 				return err
 			}
-			if len(res.Created) > 0 {
-				fmt.Fprintf(out, "%s: created %s\n", node.Name, schemaList(res.Created))
-			} else {
-				fmt.Fprintf(out, "%s: %s already\n", node.Name, words.ShardRange(from, to)+" "+words.Plural(to-from+1, "exists", "exist"))
+			if rerr := r.Render(cmd.OutOrStdout(), views.NewAllocate(node.Name, from, to, doActivate, res, err != nil)); rerr != nil {
+				return rerr
 			}
-			if err != nil {
-				return err
-			}
-			if res.Migrated {
-				fmt.Fprintf(out, "%s: migrate command succeeded in %s\n", node.Name, res.MigrateIn.Round(time.Millisecond))
-			} else {
-				fmt.Fprintf(out, "%s: no --migrate-cmd (or MIGRATE_CMD) given: no migration ran\n", node.Name)
-			}
-			switch {
-			case !doActivate:
-				fmt.Fprintf(out, "%s: not activated (--activate=no); new shards stay inactive\n", node.Name)
-			case len(res.Activated) > 0:
-				fmt.Fprintf(out, "%s: activated %s\n", node.Name, schemaList(res.Activated))
-			default:
-				fmt.Fprintf(out, "%s: %s active already\n", node.Name, words.ShardRange(from, to)+" "+words.Plural(to-from+1, "was", "were"))
-			}
-			return nil
+			return err
 		},
 	}
 	nodes.add(cmd)
 	shards.add(cmd, "to allocate")
+	format.add(cmd, views.FormatText, views.FormatJSON)
 	cmd.Flags().StringVar(&migrateCmd, "migrate-cmd", envOr("MIGRATE_CMD", ""), "shell command that migrates the new shards, run before activation ($MIGRATE_CMD)")
 	cmd.Flags().StringVar(&activate, "activate", "yes", "activate the shards once the migrate command succeeded: yes or no")
 	return cmd
-}
-
-// fleetFor is every node an activation on target is checked against.
-func fleetFor(ctx context.Context, target, librarySchema string) *state.Fleet {
-	listed, _ := dsn.FromEnv()
-	return runner.FleetAround(ctx, target, librarySchema, listed)
-}
-
-// schemaList names a few schemas, or counts many and names the first and
-// last.
-func schemaList(schemas []string) string {
-	if len(schemas) > 4 {
-		return fmt.Sprintf("%d shards (%s … %s)", len(schemas), schemas[0], schemas[len(schemas)-1])
-	}
-	return strings.Join(schemas, ", ")
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/pgms-dev/pgms/views"
 )
 
-func init() { register(newApplyCommand) }
-
 func newApplyCommand() *cobra.Command {
 	var (
 		path        string
@@ -66,11 +64,7 @@ question and the progress lines then go to standard error.`,
 				return err
 			}
 			ctx := cmd.Context()
-			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			log := out
-			if views.IsJSON(r) {
-				log = stderr
-			}
+			out, stderr, log := cmd.OutOrStdout(), cmd.ErrOrStderr(), textOut(cmd, r)
 			req := runner.ApplyRequest{
 				LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
@@ -97,13 +91,13 @@ question and the progress lines then go to standard error.`,
 			if req.Topology, err = loadTopology(stderr, path); err != nil {
 				return err
 			}
-			req.Invocation = invocation("apply", strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
+			req.Invocation = runner.Invocation("apply", strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
 			if !autoApprove {
 				q := question{text: "\nApply these changes?", skip: "pass --auto-approve to apply without asking"}
 				req.Confirm = func(*planner.Plan) (bool, error) { return q.ask(cmd.InOrStdin(), log) }
 			}
 			res, err := runner.Apply(ctx, req)
-			report := views.NewApply(res.StateNode, res.Plan, res.Ran, res.Result, res.Took, applyOutcome(ctx, res, err), err)
+			report := views.NewApply(res, err, ctx.Err() != nil)
 			if rerr := r.Render(out, report); rerr != nil {
 				return rerr
 			}
@@ -117,21 +111,6 @@ question and the progress lines then go to standard error.`,
 	lockTimeoutFlag(cmd, &lockTimeout)
 	moves.add(cmd)
 	return cmd
-}
-
-// applyOutcome names the outcome of an apply for its report.
-func applyOutcome(ctx context.Context, res runner.ApplyOutcome, err error) string {
-	switch {
-	case err == nil && res.Ran:
-		return views.OutcomeSucceeded
-	case err == nil:
-		return views.OutcomeNoChanges
-	case errors.Is(err, runner.ErrDeclined):
-		return views.OutcomeDeclined
-	case ctx.Err() != nil:
-		return views.OutcomeInterrupted
-	}
-	return views.OutcomeFailed
 }
 
 // applyError is the error apply ends with: what to do next, and the exit

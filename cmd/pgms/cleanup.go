@@ -9,14 +9,12 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/executor"
-	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newCleanupCommand) }
 
 func newCleanupCommand() *cobra.Command {
 	var (
@@ -70,36 +68,20 @@ the README), the listing and the question going to standard error.`,
 				return err
 			}
 			ctx := cmd.Context()
-			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			// In JSON the listing and the question go to standard error,
-			// and the document alone to standard output.
-			text := out
-			if views.IsJSON(r) {
-				text = errOut
-			}
-			specs := make([]state.NodeSpec, len(dsns))
-			byName := map[string]string{}
-			for i, d := range dsns {
-				specs[i] = state.NodeSpec{Name: dsn.Name(d), DSN: d}
-				byName[specs[i].Name] = d
-			}
-			live := state.Refresh(ctx, specs, state.RefreshOptions{LibrarySchema: nodes.schema})
+			out, errOut, text := cmd.OutOrStdout(), cmd.ErrOrStderr(), textOut(cmd, r)
+			specs := specsOf(dsns)
+			policy := state.CleanupPolicy{Now: time.Now(), RetainOld: retain, TerminateOrphanWalsenders: terminate}
+			live, standbys, verdicts := runner.Leftovers(ctx, specs, nodes.schema, policy)
 			failed := 0
-			kept := live.Nodes[:0]
 			for _, n := range live.Nodes {
-				switch {
-				case n.Err != nil:
+				if n.Err != nil {
 					fmt.Fprintf(errOut, "pgms: %v\n", n.Err)
 					failed++
-				case n.Standby:
-					fmt.Fprintf(errOut, "pgms: node %s is a standby; skipped\n", n.Name)
-					continue
 				}
-				kept = append(kept, n)
 			}
-			live.Nodes = kept
-			policy := state.CleanupPolicy{Now: time.Now(), RetainOld: retain, TerminateOrphanWalsenders: terminate}
-			verdicts := live.Triage(policy)
+			for _, name := range standbys {
+				fmt.Fprintf(errOut, "pgms: node %s is a standby; skipped\n", name)
+			}
 			report := views.NewCleanup(live, verdicts, retain)
 			report.DryRun = dryRun
 			if err := report.Listing(text); err != nil {
@@ -128,22 +110,6 @@ the README), the listing and the question going to standard error.`,
 					return finish()
 				}
 			}
-			conns := map[string]*pgutil.Node{}
-			defer func() {
-				for _, n := range conns {
-					n.Close()
-				}
-			}()
-			for _, v := range verdicts {
-				if _, done := conns[v.Node]; done || !v.Drop {
-					continue
-				}
-				n, err := pgutil.Connect(ctx, byName[v.Node])
-				if err != nil {
-					return err
-				}
-				conns[v.Node] = n
-			}
 			spec := executor.CleanupSpec{
 				RetainOld: retain, Now: policy.Now, TerminateOrphanWalsenders: terminate, LibrarySchema: nodes.schema,
 				Report: func(o executor.Outcome) {
@@ -156,7 +122,11 @@ the README), the listing and the question going to standard error.`,
 					}
 				},
 			}
-			_, err = executor.CleanupAll(ctx, conns, verdicts, spec)
+			err = runner.Cleanup(ctx, specs, verdicts, spec)
+			var partial *runner.DropError
+			if err != nil && !errors.As(err, &partial) {
+				return err
+			}
 			if ferr := finish(); ferr != nil {
 				return ferr
 			}

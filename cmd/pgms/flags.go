@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -40,6 +41,16 @@ func (f *formatFlag) add(cmd *cobra.Command, formats ...string) {
 // renderer is the renderer of the format given.
 func (f *formatFlag) renderer() (views.Renderer, error) {
 	return views.RendererFor(f.value, f.formats...)
+}
+
+// textOut is where a command writes what it shows as it goes (a listing
+// before a question, progress, a migration's output): standard output,
+// except in JSON, whose document is alone there.
+func textOut(cmd *cobra.Command, r views.Renderer) io.Writer {
+	if views.IsJSON(r) {
+		return cmd.ErrOrStderr()
+	}
+	return cmd.OutOrStdout()
 }
 
 // autoApproveFlag adds --auto-approve; alias names another spelling a

@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/textdiff"
 	"github.com/pgms-dev/pgms/internal/words"
 )
-
-func init() { register(newFmtCommand) }
 
 func newFmtCommand() *cobra.Command {
 	var (
@@ -35,50 +30,34 @@ and exits 1 if there are any. --diff prints the changes as a unified diff
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			files, diags := config.ListFiles(path)
-			if diags.HasErrors() {
+			changed, sources, diags, err := config.FormatFiles(path)
+			if err != nil {
+				return err
+			}
+			if sources == nil {
 				printDiagnostics(stderr, nil, diags)
 				return errReported
 			}
-			var (
-				unformatted int
-				broken      hcl.Diagnostics
-				sources     = map[string][]byte{}
-			)
-			for _, f := range files {
-				src, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				sources[f] = src
-				formatted, diags := config.Format(src, f)
-				if diags.HasErrors() {
-					broken = append(broken, diags...)
-					continue
-				}
-				if bytes.Equal(src, formatted) {
-					continue
-				}
-				unformatted++
+			for _, f := range changed {
 				if diff {
-					fmt.Fprint(out, textdiff.Unified(f, f, string(src), string(formatted)))
+					fmt.Fprint(out, textdiff.Unified(f.Path, f.Path, string(f.Old), string(f.New)))
 				} else {
-					fmt.Fprintln(out, f)
+					fmt.Fprintln(out, f.Path)
 				}
 				if !check {
-					if err := replaceFile(f, formatted); err != nil {
+					if err := config.WriteFile(f.Path, f.New); err != nil {
 						return err
 					}
 				}
 			}
-			if len(broken) > 0 {
-				if err := printDiagnostics(stderr, sources, broken); err != nil {
+			if diags.HasErrors() {
+				if err := printDiagnostics(stderr, sources, diags); err != nil {
 					return err
 				}
-				return fmt.Errorf("cannot format files with syntax errors: %s", errorCount(broken))
+				return fmt.Errorf("cannot format files with syntax errors: %s", errorCount(diags))
 			}
-			if check && unformatted > 0 {
-				return fmt.Errorf("%s not in canonical layout; run pgms fmt", words.Count(unformatted, "file"))
+			if check && len(changed) > 0 {
+				return fmt.Errorf("%s not in canonical layout; run pgms fmt", words.Count(len(changed), "file"))
 			}
 			return nil
 		},

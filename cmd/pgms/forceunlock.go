@@ -10,8 +10,6 @@ import (
 	"github.com/pgms-dev/pgms/state"
 )
 
-func init() { register(newForceUnlockCommand) }
-
 func newForceUnlockCommand() *cobra.Command {
 	var (
 		nodes     stateFlags

@@ -1,26 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/config"
-	"github.com/pgms-dev/pgms/internal/dsn"
-	"github.com/pgms-dev/pgms/internal/words"
 	"github.com/pgms-dev/pgms/runner"
-	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newImportCommand) }
-
-var nodeNamePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]*$`)
 
 func newImportCommand() *cobra.Command {
 	var (
@@ -32,6 +22,7 @@ func newImportCommand() *cobra.Command {
 		literalDSN bool
 		schema     string
 		naming     namingFlags
+		format     formatFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "import",
@@ -49,7 +40,11 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 		Example: `  pgms import --node a=postgres://admin@db-a/app --node b=postgres://admin@db-b/app --out topology/`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			specs, err := importSpecs(nodes, dsns)
+			r, err := format.renderer()
+			if err != nil {
+				return err
+			}
+			specs, err := runner.ImportNodes(nodes, dsns)
 			if err != nil {
 				return err
 			}
@@ -64,19 +59,10 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
 				return err
 			}
-			if err := replaceFile(target, content); err != nil {
+			if err := config.WriteFile(target, content); err != nil {
 				return err
 			}
-			shards, active := t.Counts()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Wrote %s: %s, %s (%d active).\n", target, words.Count(len(t.Nodes), "node"), words.Count(shards, "shard"), active)
-			if !literalDSN {
-				fmt.Fprintln(out, "\nIt reads the DSNs from these variables; set them wherever pgms runs:")
-				for _, s := range specs {
-					fmt.Fprintf(out, "  export %s='%s'\n", config.DSNVariable(s.Name), dsn.Redact(s.DSN))
-				}
-			}
-			return nil
+			return r.Render(cmd.OutOrStdout(), views.NewImport(target, t, specs, literalDSN))
 		},
 	}
 	cmd.Flags().StringArrayVar(&nodes, "node", nil, "node as NAME=DSN (repeatable)")
@@ -87,58 +73,6 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 	cmd.Flags().BoolVar(&literalDSN, "literal-dsn", false, "write the DSNs (without passwords) instead of env() references")
 	libraryFlag(cmd, &schema)
 	naming.add(cmd, "shard schema name prefix")
+	format.add(cmd, views.FormatText, views.FormatJSON)
 	return cmd
-}
-
-// importSpecs names the nodes to import: NAME=DSN entries as given, plain
-// DSNs after their host.
-func importSpecs(nodes, dsns []string) ([]state.NodeSpec, error) {
-	var specs []state.NodeSpec
-	seen := map[string]bool{}
-	add := func(name, d string) error {
-		if !nodeNamePattern.MatchString(name) {
-			return fmt.Errorf("node name %q: use letters, digits, _ and -, starting with a letter", name)
-		}
-		if seen[name] {
-			return fmt.Errorf("node name %q given twice; name the nodes with --node NAME=DSN", name)
-		}
-		seen[name] = true
-		specs = append(specs, state.NodeSpec{Name: name, DSN: d})
-		return nil
-	}
-	for _, n := range nodes {
-		name, d, ok := strings.Cut(n, "=")
-		if !ok {
-			return nil, fmt.Errorf("--node %q: write NAME=DSN", dsn.Redact(n))
-		}
-		if err := add(name, d); err != nil {
-			return nil, err
-		}
-	}
-	if len(nodes) == 0 && len(dsns) == 0 {
-		dsns, _ = dsn.FromEnv()
-	}
-	for _, d := range dsns {
-		if err := add(hostName(d), d); err != nil {
-			return nil, err
-		}
-	}
-	if len(specs) == 0 {
-		return nil, errors.New("no nodes given: pass --node NAME=DSN (repeatable) or --dsn DSN")
-	}
-	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	return specs, nil
-}
-
-var notNameChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
-
-// hostName derives a node name from a DSN's host and port: db-a.example:5432
-// becomes db_a_example_5432.
-func hostName(d string) string {
-	name := notNameChars.ReplaceAllString(strings.SplitN(dsn.Name(d), "/", 2)[0], "_")
-	name = strings.Trim(name, "_")
-	if name == "" || !isLetter(name[0]) {
-		name = "node_" + name
-	}
-	return name
 }

@@ -5,11 +5,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newInstallCommand) }
 
 func newInstallCommand() *cobra.Command {
 	var (
@@ -17,6 +16,7 @@ func newInstallCommand() *cobra.Command {
 		configPath     string
 		naming         namingFlags
 		allowDowngrade bool
+		format         formatFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -31,6 +31,10 @@ of active shards.`,
   pgms install --config topology/   # every node of the topology, with its naming`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := format.renderer()
+			if err != nil {
+				return err
+			}
 			opts := sql.Options{Schema: nodes.schema, AllowDowngrade: allowDowngrade}
 			if naming.given(cmd) {
 				opts.Naming = &naming.Naming
@@ -47,46 +51,28 @@ of active shards.`,
 				naming := t.Cluster.Naming()
 				opts.Schema, opts.Naming = t.Cluster.LibrarySchema, &naming
 			} else {
-				var err error
 				if dsns, err = nodes.resolve(); err != nil {
 					return err
 				}
 			}
-			ctx := cmd.Context()
-			conns, errs := connectAll(ctx, dsns)
-			defer closeAll(conns)
-			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			failed := 0
-			for i, n := range conns {
-				if errs[i] != nil {
-					fmt.Fprintf(stderr, "pgms: %v\n", errs[i])
-					failed++
-					continue
-				}
-				res, err := sql.Install(ctx, n.Conn, opts)
-				if err != nil {
-					fmt.Fprintf(stderr, "pgms: node %s: install: %v\n", n.Name, pgutil.Describe(err))
-					failed++
-					continue
-				}
-				switch {
-				case res.Fresh:
-					fmt.Fprintf(out, "%s: installed library version %d in schema %s\n", n.Name, res.ToVersion, res.Schema)
-				case res.FromVersion == 0:
-					fmt.Fprintf(out, "%s: upgraded pg-microsharding's library in schema %s to version %d (active shards kept)\n", n.Name, res.Schema, res.ToVersion)
-				case res.FromVersion != res.ToVersion:
-					fmt.Fprintf(out, "%s: upgraded library in schema %s from version %d to %d (active shards kept)\n", n.Name, res.Schema, res.FromVersion, res.ToVersion)
-				default:
-					fmt.Fprintf(out, "%s: library version %d in schema %s is up to date\n", n.Name, res.ToVersion, res.Schema)
+			report := views.NewInstall(runner.Install(cmd.Context(), dsns, opts))
+			if err := r.Render(cmd.OutOrStdout(), report); err != nil {
+				return err
+			}
+			failed := report.Failed()
+			if len(failed) == 0 {
+				return nil
+			}
+			if !views.IsJSON(r) {
+				for _, e := range failed {
+					fmt.Fprintln(cmd.ErrOrStderr(), "pgms: "+e)
 				}
 			}
-			if failed > 0 {
-				return fmt.Errorf("install failed on %d of %d nodes", failed, len(dsns))
-			}
-			return nil
+			return withCode(exitError, fmt.Errorf("install failed on %d of %d nodes", len(failed), len(dsns)))
 		},
 	}
 	nodes.add(cmd)
+	format.add(cmd, views.FormatText, views.FormatJSON)
 	cmd.Flags().StringVar(&configPath, "config", "", "install on every node of these topology files, with their library schema and naming")
 	naming.add(cmd, "shard schema name prefix (changing it on a node with active shards is refused)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "let an older pgms replace a newer library")

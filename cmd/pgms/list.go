@@ -5,12 +5,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newListCommand) }
 
 func newListCommand() *cobra.Command {
 	var (
@@ -46,11 +43,7 @@ they are). Standbys and duplicate DSNs are skipped.
 			if err != nil {
 				return err
 			}
-			specs := make([]state.NodeSpec, len(dsns))
-			for i, d := range dsns {
-				specs[i] = state.NodeSpec{Name: dsn.Name(d), DSN: d}
-			}
-			live := state.Refresh(cmd.Context(), specs, state.RefreshOptions{LibrarySchema: nodes.schema,
+			live := state.Refresh(cmd.Context(), specsOf(dsns), state.RefreshOptions{LibrarySchema: nodes.schema,
 				Weights: true, WeightSQL: weightSQL, ActiveWeightsOnly: true})
 			for _, n := range live.Nodes {
 				if n.Standby {

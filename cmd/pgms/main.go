@@ -111,7 +111,7 @@ primaries. It installs the microsharding stored-function library, lists shards
 and their weights, and keeps the cluster in line with topology files.
 
 Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error or a
-declined confirmation, 2 plan -detailed-exitcode: changes pending,
+declined apply, 2 plan -detailed-exitcode: changes pending,
 130 stopped by SIGINT, 143 stopped by SIGTERM (both at a safe point).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -119,17 +119,16 @@ declined confirmation, 2 plan -detailed-exitcode: changes pending,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	for _, add := range commands {
-		root.AddCommand(add())
-	}
+	root.AddCommand(
+		// The declarative workflow.
+		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),
+		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(),
+		// The imperative commands of pg-microsharding.
+		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
+		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),
+	)
 	return root
 }
-
-// commands are the subcommand constructors; each command file registers
-// its own in init so that files stay independent.
-var commands []func() *cobra.Command
-
-func register(c func() *cobra.Command) { commands = append(commands, c) }
 
 // longFlags accepts flags written with one dash (-out=plan, -detailed-exitcode,
 // as in Terraform) by rewriting them to the two-dash form cobra parses. pgms

@@ -17,8 +17,6 @@ import (
 	"github.com/pgms-dev/pgms/views"
 )
 
-func init() { register(newMoveCommand) }
-
 func newMoveCommand() *cobra.Command {
 	var (
 		shard        int
@@ -126,7 +124,7 @@ document (format_version; see the README).`,
 					spec.Fleet = spec.Fleet.With(state.NodeSpec{Name: dsn.Name(d), DSN: d})
 				}
 			}
-			spec.Who = invocation("move", moveArgs(spec))
+			spec.Who = runner.Invocation("move", moveArgs(spec))
 			if stateDSN == "" {
 				stateDSN = from
 			}

@@ -7,56 +7,12 @@ import (
 
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/state"
 )
-
-// connectAll opens a connection to every node; failures are returned per
-// node (index-aligned) so that a command can report them and go on.
-func connectAll(ctx context.Context, dsns []string) ([]*pgutil.Node, []error) {
-	nodes := make([]*pgutil.Node, len(dsns))
-	errs := make([]error, len(dsns))
-	done := make(chan int, len(dsns))
-	for i, d := range dsns {
-		go func() {
-			nodes[i], errs[i] = pgutil.Connect(ctx, d)
-			done <- i
-		}()
-	}
-	for range dsns {
-		<-done
-	}
-	return nodes, errs
-}
-
-func closeAll(nodes []*pgutil.Node) {
-	for _, n := range nodes {
-		n.Close()
-	}
-}
-
-// targetNode picks the one node an imperative command acts on: the --dsn
-// given, else the only node of the DSN list variables, else the libpq
-// variables.
-func targetNode(flags []string, command string) (string, error) {
-	switch len(flags) {
-	case 0:
-	case 1:
-		return flags[0], nil
-	default:
-		return "", fmt.Errorf("%s acts on one node and --dsn was given %d times", command, len(flags))
-	}
-	if list, from := dsn.FromEnv(); len(list) > 1 {
-		return "", fmt.Errorf("%s acts on one node and %s lists %d; pass --dsn to choose one", command, from, len(list))
-	}
-	list, err := dsn.Resolve(nil)
-	if err != nil {
-		return "", err
-	}
-	return list[0], nil
-}
 
 // connectStateNode connects to the one node a journal command reads: the
 // state node of the topology with --config (whose library schema it then
-// uses), else the node targetNode picks.
+// uses), else the node dsn.ResolveOne picks.
 func connectStateNode(ctx context.Context, stderr io.Writer, f *stateFlags, command string) (*pgutil.Node, error) {
 	if f.config != "" {
 		t, err := loadTopology(stderr, f.config)
@@ -71,9 +27,18 @@ func connectStateNode(ctx context.Context, stderr io.Writer, f *stateFlags, comm
 		}
 		return node, nil
 	}
-	target, err := targetNode(f.dsns, command)
+	target, err := dsn.ResolveOne(f.dsns, command)
 	if err != nil {
 		return nil, err
 	}
 	return pgutil.Connect(ctx, target)
+}
+
+// specsOf names the nodes given by DSN after their addresses.
+func specsOf(dsns []string) []state.NodeSpec {
+	specs := make([]state.NodeSpec, len(dsns))
+	for i, d := range dsns {
+		specs[i] = state.NodeSpec{Name: dsn.Name(d), DSN: d}
+	}
+	return specs
 }

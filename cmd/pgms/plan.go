@@ -8,14 +8,13 @@ import (
 
 	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/runner"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newPlanCommand) }
 
 func newPlanCommand() *cobra.Command {
 	var (
 		path             string
-		format           string
+		format           formatFlag
 		out              string
 		detailedExitCode bool
 	)
@@ -51,7 +50,7 @@ that still hold shards).`,
   pgms plan --out release.plan --detailed-exitcode`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := planner.RendererFor(format)
+			r, err := planner.RendererFor(format.value)
 			if err != nil {
 				return err
 			}
@@ -82,7 +81,7 @@ that still hold shards).`,
 		},
 	}
 	configFlag(cmd, &path)
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text, markdown or json")
+	format.add(cmd, views.FormatText, views.FormatMarkdown, views.FormatJSON)
 	cmd.Flags().StringVar(&out, "out", "", "save the plan to this file for show and apply")
 	cmd.Flags().BoolVar(&detailedExitCode, "detailed-exitcode", false, "exit 2 when there are changes, 0 when none, 1 on error")
 	return cmd

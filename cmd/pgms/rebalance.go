@@ -11,13 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/rebalance"
 	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newRebalanceCommand) }
 
 // rebalanceArgs are the flags of pgms rebalance.
 type rebalanceArgs struct {
@@ -120,7 +119,7 @@ func runRebalance(cmd *cobra.Command, a rebalanceArgs) error {
 		TolerancePercent: tolerance, MaxMoves: a.maxMoves, MaxBytes: maxBytes})
 	if a.write && len(p.Result.Moves) > 0 {
 		for _, f := range report.Files {
-			if err := replaceFile(f.Path, p.Files[f.Path]); err != nil {
+			if err := config.WriteFile(f.Path, p.Files[f.Path]); err != nil {
 				return fmt.Errorf("write %s: %w", f.Path, err)
 			}
 		}

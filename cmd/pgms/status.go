@@ -10,8 +10,6 @@ import (
 	"github.com/pgms-dev/pgms/views"
 )
 
-func init() { register(newStatusCommand) }
-
 func newStatusCommand() *cobra.Command {
 	var (
 		nodes  stateFlags

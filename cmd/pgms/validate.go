@@ -9,8 +9,6 @@ import (
 	"github.com/pgms-dev/pgms/views"
 )
 
-func init() { register(newValidateCommand) }
-
 func newValidateCommand() *cobra.Command {
 	var (
 		path       string

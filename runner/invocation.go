@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"os"
@@ -7,10 +7,10 @@ import (
 	"github.com/pgms-dev/pgms/state"
 )
 
-// invocation describes this process for the journal and for claims: the
+// Invocation describes this process for the journal and for claims: the
 // command, its arguments without passwords, the pgms version and the CI
 // job it runs in, when the environment names one.
-func invocation(command, args string) state.Invocation {
+func Invocation(command, args string) state.Invocation {
 	inv := state.ThisProcess(command, args)
 	inv.Version = version()
 	inv.CIRun = ciRun()
