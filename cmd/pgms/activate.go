@@ -16,27 +16,18 @@ import (
 
 func newActivateCommand() *cobra.Command {
 	return newActivationCommand(true, &cobra.Command{
-		Use:   "activate --shards=N-M --dsn=DSN",
-		Short: "Activate existing shards on a node",
-		Long: `Activate adds shards to the node's active list, so that
-microsharding_list_active_shards() reports them; every shard must exist there.
-Activating an active shard again changes nothing.
-
-Just before activating, activate reads every node it knows of: the ones
-PGMS_DSNS, PGDSNS or DSNS list, and the ones their node registries record
-(nodes pgms has managed). It refuses a shard that is active on another node,
-that another pgms run is moving or allocating, or when a node cannot be read:
-a shard is active on at most one node.`,
+		Use:     "activate --shards=N-M --dsn=DSN",
+		Short:   "Activate existing shards on a node",
+		Long:    longHelp("activate"),
 		Example: `  PGDSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms activate --shards=5-8 --dsn postgres://admin@db2/app`,
 	})
 }
 
 func newDeactivateCommand() *cobra.Command {
 	return newActivationCommand(false, &cobra.Command{
-		Use:   "deactivate --shards=N-M --dsn=DSN",
-		Short: "Deactivate shards on a node, keeping their schemas",
-		Long: `Deactivate removes shards from the node's active list; their schemas and data
-stay. Shards that are inactive or absent are left as they are.`,
+		Use:     "deactivate --shards=N-M --dsn=DSN",
+		Short:   "Deactivate shards on a node, keeping their schemas",
+		Long:    longHelp("deactivate"),
 		Example: `  pgms deactivate --shard=12 --dsn postgres://admin@db1/app`,
 	})
 }

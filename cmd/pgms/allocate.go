@@ -25,22 +25,7 @@ func newAllocateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "allocate --shards=N-M --dsn=DSN",
 		Short: "Create new shards on a node, run the migrations and activate them",
-		Long: `Allocate creates the missing shard schemas of a range on one node, runs the
-migrate command, and activates the range only when the command succeeded. A
-failing command leaves the new shards inactive; running allocate again after
-fixing it finishes the job (every step is idempotent, so the command must be
-too, as migration tools are).
-
-The migrate command is a shell command line (/bin/sh -c). pgms never puts
-values into it: the command finds the node and the range in its environment:
-  PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE   the node (libpq)
-  PGMS_DSN                        the node's DSN
-  PGMS_SHARD_FROM, PGMS_SHARD_TO  the range
-  PGMS_SCHEMAS                    the range's schema names, comma-separated
-Its output is shown with a "[migrate <node>]" prefix.
-
-When PGMS_DSNS, PGDSNS or DSNS list the cluster's nodes, allocate reads them
-first and refuses to activate a shard that is active on another node.`,
+		Long:  longHelp("allocate"),
 		Example: `  pgms allocate --shards=5-8 --dsn postgres://admin@db2/app --migrate-cmd 'npm run migrate'
   MIGRATE_CMD=./migrate.sh pgms allocate --shard=9 --activate=no`,
 		Args: cobra.NoArgs,

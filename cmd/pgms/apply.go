@@ -29,28 +29,7 @@ func newApplyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
 		Short: "Make the cluster match the topology files",
-		Long: `Apply carries out a plan: it installs the library where needed, allocates
-shards (running migrate_command before activating them), activates and
-deactivates, moves shards online with logical replication and a short
-bounded cutover, cleans up leftovers, and retires nodes.
-
-Apply first takes the run lock on the state node (the cluster's state_node,
-default the first node by name): one run at a time. A lock another run holds
-fails at once naming that run, or is waited for with --lock-timeout. Under
-the lock apply reads the cluster and plans; without PLANFILE it shows the
-plan and asks for "yes" (or takes --auto-approve). With PLANFILE (from pgms
-plan --out) it applies exactly that plan, and refuses, naming each
-difference, if the topology files or the live cluster changed since.
-
-Every step is recorded in the journal on the state node (pgms status) and
-decides from what it finds, so a killed or failed apply is resumed by
-applying again: interrupted moves continue, or are undone when the files no
-longer ask for them. Each shard being worked on is also claimed on every
-node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.
-
---format json prints one document at the end: the plan, what became of each
-step and the write pauses (format_version; see the README); the plan, the
-question and the progress lines then go to standard error.`,
+		Long:  longHelp("apply"),
 		Example: `  pgms apply --config topology/
   pgms plan --out release.plan && pgms apply release.plan
   pgms apply --auto-approve --parallelism 4 --lock-timeout 10m`,

@@ -28,30 +28,7 @@ func newCleanupCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Drop what interrupted and finished moves left behind",
-		Long: `Cleanup finds, on every node, the leftovers of moves made by pgms or by
-pg-microsharding, recognised by their names only, and drops those that are
-safe to drop:
-
-  - renamed move sources (sh0001old20260102030405, sh0001old_1700000000, …)
-    once the retention has passed; their names say when they were renamed
-  - copies never activated (sh0001new)
-  - subscriptions of moves that cannot be running: disabled, detached from
-    their slot, or streaming into a shard that is active or gone
-  - replication slots no subscription uses any more: an orphaned slot keeps
-    WAL from being recycled until the disk fills; the listing shows how much
-  - publications whose move has no slot or subscription left
-
-Objects of a move that may still be running are kept, and so is everything
-whose name no move gives. A slot held by a walsender that is neither a
-subscription's nor a running pgms's is kept unless
---terminate-orphan-walsenders ends that walsender first. While a node cannot
-be read, slots and publications are kept: its subscriptions may use them.
-
-Cleanup lists what it would drop, with sizes and retained WAL, and asks for
-confirmation ("yes") on a terminal; --auto-approve (or --yes, as
-pg-microsharding spells it) skips the question for pipelines, --dry-run only
-lists. --format json prints one document at the end (format_version; see
-the README), the listing and the question going to standard error.`,
+		Long:  longHelp("cleanup"),
 		Example: `  PGDSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms cleanup
   pgms cleanup --dsn postgres://admin@db1/app --retain 72h --auto-approve`,
 		Args: cobra.NoArgs,

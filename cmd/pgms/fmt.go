@@ -18,13 +18,7 @@ func newFmtCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fmt",
 		Short: "Rewrite the topology files in canonical layout",
-		Long: `Fmt rewrites the topology files in canonical layout: HCL's standard
-indentation and alignment, and shard ranges written plainly ("0007" becomes
-"7", "3 - 5" becomes "3-5"). It prints the name of each file it changes.
-
---check changes nothing: it lists the files that are not in canonical layout
-and exits 1 if there are any. --diff prints the changes as a unified diff
-(with --check, without writing them).`,
+		Long:  longHelp("fmt"),
 		Example: `  pgms fmt --config topology/
   pgms fmt --check --diff --config topology/`,
 		Args: cobra.NoArgs,

@@ -19,16 +19,7 @@ func newForceUnlockCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "force-unlock",
 		Short: "Clear the run lock of a pgms run that is gone",
-		Long: `Force-unlock clears the run lock on the state node. The lock itself is a
-session advisory lock and disappears with the session of the run holding it;
-what a dead run leaves behind is its holder row, which force-unlock removes.
-
-A lock held by a live session is refused: that run is still working. Only if
-you know its process is gone for good (a hung machine whose connection the
-server has not noticed yet) pass --terminate to end that session
-(pg_terminate_backend) after confirming, or --auto-approve to skip the
-question. A
-move ended that way stops like a crash: running it again continues it.`,
+		Long:  longHelp("force-unlock"),
 		Example: `  pgms force-unlock --dsn postgres://admin@db1/app
   pgms force-unlock --dsn postgres://admin@db1/app --terminate`,
 		Args: cobra.NoArgs,

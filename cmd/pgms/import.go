@@ -25,18 +25,9 @@ func newImportCommand() *cobra.Command {
 		format     formatFlag
 	)
 	cmd := &cobra.Command{
-		Use:   "import",
-		Short: "Write topology files that describe the live cluster as it is",
-		Long: `Import reads every node and writes a topology file placing each shard where it
-lives, with its active flag; contiguous ranges are merged. pgms plan on the
-result shows no changes. This is how a cluster managed by pg-microsharding (or
-by hand) comes under pgms.
-
-Name nodes with --node NAME=DSN; plain --dsn entries (or $PGMS_DSNS, $PGDSNS,
-$DSNS) are named after their host. The file reads each DSN from an
-environment variable PGMS_DSN_<NAME> (printed at the end), so no password
-lands in it; --literal-dsn writes the DSNs themselves, without passwords
-(libpq then finds them in PGPASSWORD or ~/.pgpass).`,
+		Use:     "import",
+		Short:   "Write topology files that describe the live cluster as it is",
+		Long:    longHelp("import"),
 		Example: `  pgms import --node a=postgres://admin@db-a/app --node b=postgres://admin@db-b/app --out topology/`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

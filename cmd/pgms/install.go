@@ -21,11 +21,7 @@ func newInstallCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install or upgrade the microsharding stored-function library on nodes",
-		Long: `Install creates the microsharding library (microsharding_list_active_shards()
-and the other functions of the pg-microsharding API) in its schema on every
-node, or upgrades it in place. It is idempotent: re-running it, or running a
-newer pgms over an older library (pg-microsharding's included), keeps the list
-of active shards.`,
+		Long:  longHelp("install"),
 		Example: `  pgms install --dsn postgres://admin@db1/app --dsn postgres://admin@db2/app
   PGMS_DSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms install
   pgms install --config topology/   # every node of the topology, with its naming`,

@@ -19,15 +19,7 @@ func newListCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the active shards of every node with their weights",
-		Long: `List prints, for every node, its active shards with their weight and share of
-the node, the node's total, and a grand total. The default weight is the total
-relation size of a shard's tables; --weight-sql replaces it with a query run
-once per shard with search_path set to the shard (first column: the weight, a
-number optionally with a unit such as "120 MB"; further columns are shown as
-they are). Standbys and duplicate DSNs are skipped.
-
---format json (or --json, as pg-microsharding spells it) prints one document
-(format_version; see the README).`,
+		Long:  longHelp("list"),
 		Example: `  pgms list --dsn postgres://admin@db1/app --dsn postgres://admin@db2/app
   pgms list --weight-sql "SELECT count(*) FROM users" --format json`,
 		Args: cobra.NoArgs,

@@ -7,11 +7,13 @@ package main
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -104,15 +106,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "pgms",
-		Short: "Manage PostgreSQL microshards declaratively",
-		Long: `pgms manages microshards (schemas sh0001, sh0002, …) spread over PostgreSQL
-primaries. It installs the microsharding stored-function library, lists shards
-and their weights, and keeps the cluster in line with topology files.
-
-Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error or a
-declined apply, 2 plan -detailed-exitcode: changes pending,
-130 stopped by SIGINT, 143 stopped by SIGTERM (both at a safe point).`,
+		Use:           "pgms",
+		Short:         "Manage PostgreSQL microshards declaratively",
+		Long:          longHelp("pgms"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -154,3 +150,19 @@ func longFlags(args []string) []string {
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// helpTexts hold the long help of every command, help/<command>.txt: prose
+// kept apart from the wiring, written as the terminal shows it.
+//
+//go:embed help/*.txt
+var helpTexts embed.FS
+
+// longHelp is the long help of a command.
+func longHelp(command string) string {
+	b, err := helpTexts.ReadFile("help/" + command + ".txt")
+	if err != nil {
+		// Every command has its file; TestHelp checks that each one loads.
+		panic(err)
+	}
+	return strings.TrimRight(string(b), "\n")
+}

@@ -34,47 +34,7 @@ func newMoveCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "move",
 		Short: "Move a shard to another node online, with a write pause of milliseconds",
-		Long: `Move copies a shard's schema from one node to another with logical
-replication while the application keeps writing, then switches it over:
-
-  1. preflight: both nodes primaries, wal_level=logical on the source, free
-     replication slots, a primary key (or replica identity) on every table,
-     the library installed on both;
-  2. the schema definition is copied with pg_dump --schema-only (with
-     --copy=fast, the default, without indexes, constraints and triggers:
-     those follow the data);
-  3. a publication and a slot on the source; the tables are copied from the
-     slot's exported snapshot in parallel COPY streams, each table's indexes
-     and constraints built once its rows are in, and a subscription on the
-     destination streams the changes made since the snapshot; with
-     --copy=native the subscription copies the tables itself, into their
-     indexes;
-  4. once the lag is small and a probe shows the stream healthy, the
-     source's tables are locked (each attempt bounded by
-     --cutover-lock-timeout, retried with backoff), the destination
-     confirms it has every change, the source schema is deactivated and
-     renamed to <schema>old<UTC time>, and the shard is activated on the
-     destination with its sequences at the source's exact values;
-  5. subscription, slot and publication are dropped.
-
-Writes to the shard pause only during step 4 (typically a few milliseconds);
-writers blocked there get "relation does not exist" and, finding the shard
-through microsharding_list_active_shards(), go to the destination.
-
-A failure or Ctrl-C before the switch undoes everything the move created
-and leaves the source as it was. After the switch committed, running the
-same command again finishes the move; a crash anywhere is handled the same
-way: run the same command again.
-
-With --activate-on-destination=no the copy is left inactive on the
-destination as <schema>new and the source keeps serving (a rehearsal).
-
-The shard is claimed on both nodes for the whole move: any other pgms run
-that would touch it (apply, move, cleanup) is refused, naming this one. The
-run lock of the state node (default: the source) is taken too, and the run
-and its steps are recorded there (see pgms status); --lock-timeout waits for
-a run lock another run holds. --format json prints the result as one
-document (format_version; see the README).`,
+		Long:  longHelp("move"),
 		Example: `  pgms move --shard=12 --from=postgres://admin@db1/app --to=postgres://admin@db2/app --activate-on-destination=yes
   pgms move --shard=12 --from=$SRC --to=$DST --activate-on-destination=no --lock-timeout=100ms`,
 		Args: cobra.NoArgs,

@@ -34,29 +34,7 @@ func newRebalanceCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rebalance",
 		Short: "Compute a better placement from live weights and rewrite the topology files",
-		Long: `Rebalance reads the topology files and the live weight of every shard, computes
-a better placement and shows it as a change to the files: each node's shards,
-weight, share of the total and deviation from its fair share, before and
-after; the moves grouped by node pair; and the unified diff of the files.
---write rewrites the shards blocks (comments and the rest of the files stay
-as they are). Review the diff and commit it: pgms plan then shows exactly
-these moves and pgms apply carries them out.
-
-A shard's weight is the cluster's weight_sql, or by default the total
-relation size of its tables. The files are the starting point, so they must
-match the cluster: while a plan is pending (shards living elsewhere than the
-files place them), rebalance refuses; apply that plan first. A shard placed
-in the files but not allocated yet weighs 0.
-
-Goals, in order: drained nodes (drain = true in the files, or --drain) end
-empty; every other node ends within --tolerance of its fair share (the total
-weight split in proportion to node capacity); the least weight moved, then
-the fewest moves. Near-empty shards are spread evenly by count, since they
-are expected to grow. Shard 0 and pinned ranges never move. --max-moves and
---max-bytes give the best placement within those limits.
-
---format markdown suits a pull-request comment; --format json is described
-in the README (format_version).`,
+		Long:  longHelp("rebalance"),
 		Example: `  pgms rebalance --config topology/
   pgms rebalance --drain c --max-bytes 50GB --write`,
 		Args: cobra.NoArgs,

@@ -19,10 +19,7 @@ func newShowCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show PLANFILE",
 		Short: "Print a saved plan and say whether it still matches the files and the cluster",
-		Long: `Show prints a plan saved by pgms plan --out in the chosen format. It then reads
-the topology files the plan was made from (or --config) and the live state,
-and warns, naming each difference, when either changed since: apply would
-refuse such a plan. --offline skips that check.`,
+		Long:  longHelp("show"),
 		Example: `  pgms show release.plan
   pgms show release.plan --format json`,
 		Args: cobra.ExactArgs(1),

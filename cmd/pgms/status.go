@@ -19,12 +19,7 @@ func newStatusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the running or last runs recorded on the state node",
-		Long: `Status reads the journal kept on the state node: who holds the run lock (or
-whether a dead run left a stale holder behind), and the last runs with their
-steps: phase, copy progress per table, replication lag, the write-pause
-window of each switch-over, retries and errors.
-
---format json prints one document (format_version; see the README).`,
+		Long:  longHelp("status"),
 		Example: `  pgms status --config topology/
   pgms status --dsn postgres://admin@db1/app
   pgms status --dsn postgres://admin@db1/app --runs 10 --format json`,

@@ -18,17 +18,7 @@ func newValidateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the topology files without connecting to any node",
-		Long: `Validate reads the topology files and reports every problem it finds, each
-with its file:line:col and the source line: syntax, unknown settings, bad shard
-ranges, shards on two nodes, unknown nodes, missing DSNs and more. It never
-connects to a node.
-
-env() of an unset variable is an error, since the commands that connect would
-fail; --allow-unset-env makes it a warning, for checks that run where the
-secrets are not available (a pull-request build, for instance).
-
---format json prints the verdict and every diagnostic as one document
-(format_version; see the README) instead of the text on standard error.`,
+		Long:  longHelp("validate"),
 		Example: `  pgms validate --config topology/
   PGMS_CONFIG=topology/ pgms validate --allow-unset-env`,
 		Args: cobra.NoArgs,
