@@ -359,7 +359,7 @@ func (m *move) createExportingSlot(ctx context.Context, repl *pgconn.PgConn) (st
 		results, err = repl.Exec(ctx, q).ReadAll()
 		return err
 	})
-	if code := pgutil.SQLState(err); code == "42601" || code == "0A000" {
+	if code := pgutil.SQLState(err); code == pgutil.CodeSyntaxError || code == pgutil.CodeFeatureNotSupported {
 		return "", &unsupportedError{err}
 	}
 	if err != nil {

@@ -89,7 +89,9 @@ func connectionLost(err error) bool {
 		return false
 	}
 	switch pgutil.SQLState(err) {
-	case pgutil.CodeAdminShutdown, "57P02", "57P03", "08000", "08003", "08006", "08001", "08004":
+	case pgutil.CodeAdminShutdown, pgutil.CodeCrashShutdown, pgutil.CodeCannotConnectNow,
+		pgutil.CodeConnectionException, pgutil.CodeConnectionDoesNotExist, pgutil.CodeConnectionFailure,
+		pgutil.CodeSQLClientUnableToEstablishConn, pgutil.CodeSQLServerRejectedEstablishment:
 		return true
 	}
 	var pgErr *pgconn.PgError
