@@ -749,13 +749,6 @@ func (b *planBuilder) cleanup() {
 	}
 }
 
-func toolNote(l state.Leftover) string {
-	if l.Tool == state.ToolPGMicrosharding {
-		return "pg-microsharding's naming"
-	}
-	return "pgms"
-}
-
 func objectKind(kind string) string {
 	switch kind {
 	case state.LeftoverOldSchema, state.LeftoverNewSchema:
