@@ -48,13 +48,7 @@ func NewInstall(results []runner.InstallResult) *Install {
 
 // Failed lists the errors of the nodes the library could not go to.
 func (v *Install) Failed() []string {
-	var errs []string
-	for _, n := range v.Nodes {
-		if n.Error != "" {
-			errs = append(errs, n.Error)
-		}
-	}
-	return errs
+	return nodeErrors(v.Nodes, func(n InstallNode) string { return n.Error })
 }
 
 func (v *Install) text(w io.Writer) error {

@@ -120,10 +120,15 @@ func (l *List) total() {
 
 // Failed lists the errors of the nodes that could not be listed.
 func (l *List) Failed() []string {
+	return nodeErrors(l.Nodes, func(n ListNode) string { return n.Error })
+}
+
+// nodeErrors lists the errors of the nodes that have one.
+func nodeErrors[N any](nodes []N, errorOf func(N) string) []string {
 	var errs []string
-	for _, n := range l.Nodes {
-		if n.Error != "" {
-			errs = append(errs, n.Error)
+	for _, n := range nodes {
+		if e := errorOf(n); e != "" {
+			errs = append(errs, e)
 		}
 	}
 	return errs

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/runner"
@@ -55,16 +53,7 @@ func newInstallCommand() *cobra.Command {
 			if err := r.Render(cmd.OutOrStdout(), report); err != nil {
 				return err
 			}
-			failed := report.Failed()
-			if len(failed) == 0 {
-				return nil
-			}
-			if !views.IsJSON(r) {
-				for _, e := range failed {
-					fmt.Fprintln(cmd.ErrOrStderr(), "pgms: "+e)
-				}
-			}
-			return withCode(exitError, fmt.Errorf("install failed on %d of %d nodes", len(failed), len(dsns)))
+			return nodeFailures(cmd, r, report.Failed(), "install failed on %d of %d nodes", len(dsns))
 		},
 	}
 	nodes.add(cmd)

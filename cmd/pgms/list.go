@@ -46,16 +46,7 @@ func newListCommand() *cobra.Command {
 			if err := r.Render(cmd.OutOrStdout(), report); err != nil {
 				return err
 			}
-			failed := report.Failed()
-			if len(failed) == 0 {
-				return nil
-			}
-			if !views.IsJSON(r) {
-				for _, e := range failed {
-					fmt.Fprintln(cmd.ErrOrStderr(), "pgms: "+e)
-				}
-			}
-			return withCode(exitError, fmt.Errorf("%d of %d nodes could not be listed", len(failed), len(dsns)))
+			return nodeFailures(cmd, r, report.Failed(), "%d of %d nodes could not be listed", len(dsns))
 		},
 	}
 	nodes.add(cmd)

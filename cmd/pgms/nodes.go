@@ -8,6 +8,8 @@ import (
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/views"
+	"github.com/spf13/cobra"
 )
 
 // connectStateNode connects to the one node a journal command reads: the
@@ -41,4 +43,19 @@ func specsOf(dsns []string) []state.NodeSpec {
 		specs[i] = state.NodeSpec{Name: dsn.Name(d), DSN: d}
 	}
 	return specs
+}
+
+// nodeFailures ends a command that reported on every node: the errors of
+// the nodes that failed go to standard error (in JSON they are in the
+// document), and the command exits 1 saying how many of total failed.
+func nodeFailures(cmd *cobra.Command, r views.Renderer, failed []string, summary string, total int) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	if !views.IsJSON(r) {
+		for _, e := range failed {
+			fmt.Fprintln(cmd.ErrOrStderr(), "pgms: "+e)
+		}
+	}
+	return withCode(exitError, fmt.Errorf(summary, len(failed), total))
 }
