@@ -1,11 +1,13 @@
-// Package runner carries out pgms's operations on a topology: reading the
-// cluster the files and the node registry describe, planning, and the
-// apply protocol (the run lock, the check of a saved plan, registration of
-// the nodes, the journal, the steps). It is what the commands call; it
-// prints nothing and asks nothing itself: callers pass what to show and
-// how to confirm, and branch on its typed errors.
+// Package runner carries out pgms's operations: reading the cluster the
+// topology files and the node registry describe, planning, the apply
+// protocol (the run lock, the check of a saved plan, registration of the
+// nodes, the journal, the steps) and the same protocol for a single move,
+// and the work of the commands that take nodes by DSN (install, import,
+// cleanup). It is what the commands call; it prints nothing and asks
+// nothing itself: callers pass what to show and how to confirm, and branch
+// on its typed errors.
 //
-// runner depends on config, state, planner and executor; none of them
+// runner depends on config, state, planner, executor and sql; none of them
 // depends on it.
 package runner
 
