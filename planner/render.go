@@ -252,11 +252,7 @@ func writeExtras(b *strings.Builder, p *Plan) {
 			if u.Active {
 				state = "active"
 			}
-			what := "shard"
-			if u.Shards.Len() > 1 {
-				what = "shards"
-			}
-			fmt.Fprintf(b, "  %s %s on %s (%s)\n", what, u.Shards, u.Node, state)
+			fmt.Fprintf(b, "  %s on %s (%s)\n", words.ShardRange(u.Shards.From, u.Shards.To), u.Node, state)
 		}
 		b.WriteString("\n")
 	}
