@@ -127,4 +127,10 @@ node "b" { dsn = env("PGMS_DSN_B") }
 	if got := count1(t, dbs[1].DSN, `SELECT "sharding lib".microsharding_schema_name_(7)`); got != "part_007" {
 		t.Errorf("naming on b: %s", got)
 	}
+	// list finds the shards by that naming.
+	pgtest.Exec(t, pgtest.Connect(t, dbs[1].DSN), `SELECT "sharding lib".microsharding_ensure_exist(7); SELECT "sharding lib".microsharding_ensure_active(7)`)
+	r = pgms(t, "", "list", "--dsn", dbs[1].DSN, "--schema", "sharding lib", "--schema-prefix", "part_", "--schema-digits", "3").must(t)
+	if !strings.Contains(r.stdout, "part_007") || !strings.Contains(r.stdout, ": 1 active shard,") {
+		t.Errorf("list with the naming:\n%s", r.stdout)
+	}
 }

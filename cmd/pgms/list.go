@@ -12,6 +12,7 @@ import (
 func newListCommand() *cobra.Command {
 	var (
 		nodes     nodeFlags
+		naming    namingFlags
 		weightSQL string
 		format    formatFlag
 		asJSON    bool
@@ -35,7 +36,7 @@ func newListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			live := state.Refresh(cmd.Context(), specsOf(dsns), state.RefreshOptions{LibrarySchema: nodes.schema,
+			live := state.Refresh(cmd.Context(), specsOf(dsns), state.RefreshOptions{LibrarySchema: nodes.schema, Naming: naming.Naming,
 				Weights: true, WeightSQL: weightSQL, ActiveWeightsOnly: true})
 			for _, n := range live.Nodes {
 				if n.Standby {
@@ -50,6 +51,7 @@ func newListCommand() *cobra.Command {
 		},
 	}
 	nodes.add(cmd)
+	naming.add(cmd, "shard schema name prefix, for nodes whose library names shards otherwise")
 	format.add(cmd, views.FormatText, views.FormatJSON)
 	cmd.Flags().StringVar(&weightSQL, "weight-sql", envOr("WEIGHT_SQL", ""), "query returning a shard's weight, run with search_path set to the shard ($WEIGHT_SQL)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "same as --format json")
