@@ -27,20 +27,34 @@ func configFlag(cmd *cobra.Command, path *string) {
 }
 
 // formatFlag is --format with the formats a command offers, the first
-// being the default.
+// being the default. A command offering JSON also takes --json (-json, as
+// Terraform spells it) for --format json.
 type formatFlag struct {
 	value   string
+	json    bool
 	formats []string
 }
 
 func (f *formatFlag) add(cmd *cobra.Command, formats ...string) {
 	f.formats = formats
 	cmd.Flags().StringVar(&f.value, "format", formats[0], "output format: "+strings.Join(formats, ", "))
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp)) //nolint:errcheck // the flag exists
+	if slices.Contains(formats, views.FormatJSON) {
+		cmd.Flags().BoolVar(&f.json, "json", false, "same as --format json")
+	}
+}
+
+// name is the format asked for: --format, or json with --json.
+func (f *formatFlag) name() string {
+	if f.json {
+		return views.FormatJSON
+	}
+	return f.value
 }
 
 // renderer is the renderer of the format given.
 func (f *formatFlag) renderer() (views.Renderer, error) {
-	return views.RendererFor(f.value, f.formats...)
+	return views.RendererFor(f.name(), f.formats...)
 }
 
 // textOut is where a command writes what it shows as it goes (a listing

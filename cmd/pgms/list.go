@@ -15,7 +15,6 @@ func newListCommand() *cobra.Command {
 		naming    namingFlags
 		weightSQL string
 		format    formatFlag
-		asJSON    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -25,9 +24,6 @@ func newListCommand() *cobra.Command {
   pgms list --weight-sql "SELECT count(*) FROM users" --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if asJSON {
-				format.value = views.FormatJSON
-			}
 			r, err := format.renderer()
 			if err != nil {
 				return err
@@ -54,6 +50,5 @@ func newListCommand() *cobra.Command {
 	naming.add(cmd, "shard schema name prefix, for nodes whose library names shards otherwise")
 	format.add(cmd, views.FormatText, views.FormatJSON)
 	cmd.Flags().StringVar(&weightSQL, "weight-sql", envOr("WEIGHT_SQL", ""), "query returning a shard's weight, run with search_path set to the shard ($WEIGHT_SQL)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "same as --format json")
 	return cmd
 }

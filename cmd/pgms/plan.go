@@ -27,7 +27,7 @@ func newPlanCommand() *cobra.Command {
   pgms plan --out release.plan --detailed-exitcode`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := planner.RendererFor(format.value)
+			r, err := planner.RendererFor(format.name())
 			if err != nil {
 				return err
 			}
