@@ -12,8 +12,12 @@ TEST_P   ?= 2
 
 all: build
 
+# The commit pgms version reports: a build with -buildvcs=false, or from an
+# exported tree, embeds none.
+COMMIT   := $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/pgms
+	$(GO) build -ldflags "-X github.com/pgms-dev/pgms/internal/buildinfo.commit=$(COMMIT)" -o $(BIN) ./cmd/pgms
 
 ## demo: local throwaway servers, an example topology, plan and apply
 demo: build

@@ -2,8 +2,8 @@ package runner
 
 import (
 	"os"
-	"runtime/debug"
 
+	"github.com/pgms-dev/pgms/internal/buildinfo"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -12,41 +12,32 @@ import (
 // job it runs in, when the environment names one.
 func Invocation(command, args string) state.Invocation {
 	inv := state.ThisProcess(command, args)
-	inv.Version = version()
-	inv.CIRun = ciRun()
+	inv.Version = buildinfo.Read().String()
+	inv.CIRun = CIRun(os.Getenv)
 	return inv
 }
 
-// version is the module version pgms was built as ("(devel)" for a build
-// from a checkout), with the commit when the build recorded one.
-func version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-	}
-	return v
-}
-
-// ciRun names the CI job from the variables the common CI systems set.
-func ciRun() string {
-	if id := os.Getenv("GITHUB_RUN_ID"); id != "" {
-		server, repo := os.Getenv("GITHUB_SERVER_URL"), os.Getenv("GITHUB_REPOSITORY")
+// CIRun names the CI job from the variables the common CI systems set: a
+// link to the job where the system gives one, so that pgms status leads
+// from a run to its log. getenv is os.Getenv outside tests.
+func CIRun(getenv func(string) string) string {
+	if id := getenv("GITHUB_RUN_ID"); id != "" {
+		server, repo := getenv("GITHUB_SERVER_URL"), getenv("GITHUB_REPOSITORY")
 		if server != "" && repo != "" {
-			return server + "/" + repo + "/actions/runs/" + id
+			u := server + "/" + repo + "/actions/runs/" + id
+			// A re-run keeps the run id; the attempt tells them apart.
+			if a := getenv("GITHUB_RUN_ATTEMPT"); a != "" && a != "1" {
+				u += "/attempts/" + a
+			}
+			return u
 		}
 		return "github run " + id
 	}
-	if u := os.Getenv("CI_JOB_URL"); u != "" {
-		return u
-	}
-	if u := os.Getenv("BUILD_URL"); u != "" {
-		return u
+	// GitLab CI, Jenkins, Buildkite, CircleCI.
+	for _, name := range []string{"CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL", "CIRCLE_BUILD_URL"} {
+		if u := getenv(name); u != "" {
+			return u
+		}
 	}
 	return ""
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/executor"
+	"github.com/pgms-dev/pgms/internal/buildinfo"
 	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/runner"
@@ -189,5 +190,23 @@ func TestCommandReports(t *testing.T) {
 	for _, tt := range tests {
 		checkText(t, tt.name, tt.r)
 		checkJSON(t, tt.name, tt.r)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	tests := []struct {
+		name string
+		info buildinfo.Info
+	}{
+		{"version_release", buildinfo.Info{Version: "v1.4.0", GoVersion: "go1.26.8", Platform: "linux/amd64"}},
+		{"version_checkout", buildinfo.Info{Version: "(devel)", Commit: "4060f48c1a2b3c4d5e6f708192a3b4c5d6e7f809", CommitTime: "2026-11-29T18:12:31Z",
+			Modified: true, GoVersion: "go1.26.8", Platform: "linux/arm64"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewVersion(tc.info, 3)
+			checkText(t, tc.name, r)
+			checkJSON(t, tc.name, r)
+		})
 	}
 }

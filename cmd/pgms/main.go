@@ -111,14 +111,16 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Long:          longHelp("pgms"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       "-", // any value: cobra adds --version, printed by the template below
 	}
+	root.SetVersionTemplate(versionText())
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(
 		// The declarative workflow.
 		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),
-		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(),
+		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(), newVersionCommand(),
 		// The imperative commands of pg-microsharding.
 		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
 		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),
