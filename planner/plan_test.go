@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -501,6 +502,22 @@ shards "1" { node = "a" }
 	}
 }
 
+// coloured are the scenarios whose text plan is also checked in colour:
+// every symbol, a risk code, an error.
+var coloured = map[string]bool{"moves": true, "cleanup_leftovers": true, "error_active_twice": true, "first_allocation": true}
+
+// ansi matches the escape sequences of the colour plan.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+func render(t *testing.T, r Renderer, p *Plan) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.Render(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
 func TestScenarios(t *testing.T) {
 	for _, sc := range scenarios() {
 		t.Run(sc.name, func(t *testing.T) {
@@ -518,6 +535,22 @@ func TestScenarios(t *testing.T) {
 					t.Fatal(err)
 				}
 				golden.Check(t, filepath.Join("testdata", "plan", sc.name+"."+f.ext), buf.String())
+			}
+			if coloured[sc.name] {
+				var buf bytes.Buffer
+				if err := (Text{Color: true}).Render(&buf, p); err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, filepath.Join("testdata", "plan", sc.name+".color.txt"), buf.String())
+				if plain := ansi.ReplaceAllString(buf.String(), ""); plain != render(t, Text{}, p) {
+					t.Errorf("without its escapes the colour plan differs from the text plan:\n%s", plain)
+				}
+			}
+			// A minute later, the same comment: no time in it is relative.
+			later := in
+			later.Now = now.Add(time.Minute)
+			if a, b := render(t, Markdown{}, p), render(t, Markdown{}, Compute(later)); a != b {
+				t.Errorf("the comment changed within a minute:\n%s\n---\n%s", a, b)
 			}
 			// Same input, byte-identical plan.
 			var a, b bytes.Buffer
@@ -550,6 +583,7 @@ func TestMarkdownStaysWithinCommentLimit(t *testing.T) {
 	if len(out) > MarkdownLimit {
 		t.Errorf("markdown is %d characters", len(out))
 	}
+	_, out, _ = strings.Cut(out, " -->\n")
 	if !strings.HasPrefix(out, "### pgms plan\n\n**Plan: 10000 to move") || !strings.Contains(out, "truncated") || !strings.HasSuffix(out, "</details>\n") {
 		t.Errorf("truncated markdown malformed: head %q tail %q", out[:80], out[len(out)-200:])
 	}

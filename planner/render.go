@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -160,58 +161,94 @@ func pendingText(p *Plan) string {
 }
 
 // legend lists the symbols the plan uses, and only those.
-func legend(p *Plan) string {
+func legend(p *Plan, pt paint) string {
 	used := map[string]bool{}
 	for _, s := range p.Steps {
 		used[s.Symbol()] = true
 	}
 	var parts []string
-	if used["+"] {
-		parts = append(parts, "+ create")
-	}
-	if used["~"] {
-		parts = append(parts, "~ move or change")
-	}
-	if used["-"] {
-		parts = append(parts, "- remove")
+	for _, sym := range []struct{ symbol, meaning string }{{"+", "create"}, {"~", "move or change"}, {"-", "remove"}} {
+		if used[sym.symbol] {
+			parts = append(parts, pt.symbol(sym.symbol, false)+" "+sym.meaning)
+		}
 	}
 	return strings.Join(parts, ", ")
 }
 
-// Text renders a plan for a terminal or a CI log.
-type Text struct{}
+// Text renders a plan for a terminal or a CI log. Color marks the step
+// symbols, risk codes and problem labels with terminal escape sequences:
+// the caller decides (a terminal, no NO_COLOR, no -no-color).
+type Text struct {
+	Color bool
+}
 
 // Render implements Renderer.
-func (Text) Render(w io.Writer, p *Plan) error {
+func (t Text) Render(w io.Writer, p *Plan) error {
+	pt := paint(t.Color)
 	var b strings.Builder
 	writeRunning(&b, p)
-	writeProblems(&b, "Error", p.Errors)
+	writeProblems(&b, pt.label("Error", ansiRed), p.Errors)
 	if p.HasErrors() {
 		fmt.Fprintf(&b, "%s\n", SummaryLine(p))
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
 	if p.HasChanges() {
-		fmt.Fprintf(&b, "pgms will make these changes (symbols: %s):\n\n", legend(p))
+		fmt.Fprintf(&b, "pgms will make these changes (symbols: %s):\n\n", legend(p, pt))
 		for _, s := range p.Steps {
-			writeStep(&b, s, "  ")
+			writeStep(&b, s, "  ", pt.symbol(s.Symbol(), true), pt)
 		}
 		b.WriteString("\n")
 	}
 	writeExtras(&b, p)
-	writeProblems(&b, "Warning", p.Warnings)
+	writeProblems(&b, pt.label("Warning", ansiYellow), p.Warnings)
 	fmt.Fprintf(&b, "%s\n", SummaryLine(p))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func writeStep(b *strings.Builder, s Step, indent string) {
+// writeStep writes a step's headline after mark (its symbol, as the
+// format shows it) and its reason below.
+func writeStep(b *strings.Builder, s Step, indent, mark string, pt paint) {
 	code := ""
 	if s.Code != "" {
-		code = " [" + s.Code + "]"
+		code = " [" + pt.label(s.Code, ansiRed) + "]"
 	}
-	fmt.Fprintf(b, "%s%s %s%s\n", indent, s.Symbol(), Headline(s), code)
+	fmt.Fprintf(b, "%s%s %s%s\n", indent, mark, Headline(s), code)
 	fmt.Fprintf(b, "%s    %s\n", indent, s.Reason)
+}
+
+// Terminal colours of the text plan.
+const (
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiBold   = "\x1b[1m"
+	ansiReset  = "\x1b[0m"
+)
+
+// paint adds terminal colours when true and leaves text alone otherwise.
+type paint bool
+
+// symbol colours a step symbol as Terraform does: green creates, yellow
+// changes, red removes; bold where it leads a step.
+func (pt paint) symbol(sym string, bold bool) string {
+	if !pt {
+		return sym
+	}
+	c := map[string]string{"+": ansiGreen, "~": ansiYellow, "-": ansiRed}[sym]
+	if bold {
+		c = ansiBold + c
+	}
+	return c + sym + ansiReset
+}
+
+// label makes a word stand out in bold colour.
+func (pt paint) label(s, color string) string {
+	if !pt {
+		return s
+	}
+	return ansiBold + color + s + ansiReset
 }
 
 // writeRunning says which run held the run lock while the plan was made.
@@ -273,14 +310,34 @@ func writeProblems(b *strings.Builder, kind string, problems []Problem) {
 
 // Markdown renders a plan for a pull-request comment: the summary first,
 // the steps collapsed, and never more than MarkdownLimit characters (code
-// hosts cut comments at 65,536).
+// hosts cut comments at 65,536). The same plan gives the same comment,
+// byte for byte: reasons carry absolute times, and the comment opens with
+// a hidden marker holding its fingerprint (see CommentMarker), so a bot
+// updates its own comment and skips posting an identical one.
 type Markdown struct{}
 
 // MarkdownLimit is the most characters a Markdown plan takes.
 const MarkdownLimit = 65000
 
+// CommentMarker opens the hidden first line of a Markdown plan:
+// "<!-- pgms-plan fingerprint=<hex> -->". The fingerprint is the SHA-256
+// of the rest of the comment, so it changes exactly when what a reader
+// sees changes.
+const CommentMarker = "<!-- pgms-plan fingerprint="
+
 // Render implements Renderer.
 func (Markdown) Render(w io.Writer, p *Plan) error {
+	body := markdownBody(p, MarkdownLimit-markerLen)
+	sum := sha256.Sum256([]byte(body))
+	_, err := fmt.Fprintf(w, "%s%x -->\n%s", CommentMarker, sum[:16], body)
+	return err
+}
+
+// markerLen is the length of the marker line: 16 bytes of the hash in hex.
+const markerLen = len(CommentMarker) + 32 + len(" -->\n")
+
+// markdownBody is the comment below the marker, at most limit characters.
+func markdownBody(p *Plan, limit int) string {
 	var head strings.Builder
 	switch {
 	case p.HasErrors():
@@ -295,8 +352,9 @@ func (Markdown) Render(w io.Writer, p *Plan) error {
 			}
 			head.WriteString("\n")
 		}
-		_, err := io.WriteString(w, head.String())
-		return err
+		return head.String()
+	case !p.Pending():
+		fmt.Fprintf(&head, "### pgms plan\n\n**No changes.** %s\n", strings.TrimPrefix(NoChanges, "No changes. "))
 	case !p.HasChanges():
 		fmt.Fprintf(&head, "### pgms plan\n\n%s\n", SummaryLine(p))
 	default:
@@ -312,9 +370,11 @@ func (Markdown) Render(w io.Writer, p *Plan) error {
 	}
 	var body strings.Builder
 	if p.HasChanges() {
+		// A diff block colours lines by their first character: + green,
+		// - red, and ! (a change, as Atlantis marks it) orange.
 		body.WriteString("```diff\n")
 		for _, s := range p.Steps {
-			writeStep(&body, s, "")
+			writeStep(&body, s, "", diffMark(s), false)
 		}
 		body.WriteString("```\n")
 	}
@@ -322,18 +382,51 @@ func (Markdown) Render(w io.Writer, p *Plan) error {
 	writeExtras(&extras, p)
 	writeProblems(&extras, "Warning", p.Warnings)
 	if extras.Len() > 0 {
-		body.WriteString("\n```\n" + strings.TrimRight(extras.String(), "\n") + "\n```\n")
+		if body.Len() > 0 {
+			body.WriteString("\n")
+		}
+		body.WriteString("```\n" + strings.TrimRight(extras.String(), "\n") + "\n```\n")
 	}
 	out := head.String()
 	if body.Len() > 0 {
-		details := fmt.Sprintf("\n<details><summary>%d %s</summary>\n\n%s\n</details>\n", len(p.Steps), words.Plural(len(p.Steps), "step", "steps"), body.String())
-		if len(out)+len(details) > MarkdownLimit {
-			details = truncateDetails(body.String(), MarkdownLimit-len(out), len(p.Steps))
+		details := fmt.Sprintf("\n<details><summary>%s</summary>\n\n%s\n</details>\n", foldedSummary(p), body.String())
+		if len(out)+len(details) > limit {
+			details = truncateDetails(body.String(), limit-len(out), len(p.Steps))
 		}
 		out += details
 	}
-	_, err := io.WriteString(w, out)
-	return err
+	return out
+}
+
+// diffMark is a step's symbol in a diff block: ~ means nothing there, so
+// a move or flip gets the ! that diff highlighting shows as changed.
+func diffMark(s Step) string {
+	if sym := s.Symbol(); sym != "~" {
+		return sym
+	}
+	return "!"
+}
+
+// foldedSummary is the label of the collapsed part of a comment: the
+// steps, or, for a plan without any, what else it lists.
+func foldedSummary(p *Plan) string {
+	if n := len(p.Steps); n > 0 {
+		return fmt.Sprintf("%d %s", n, words.Plural(n, "step", "steps"))
+	}
+	var parts []string
+	add := func(n int, one, many string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, words.Plural(n, one, many)))
+		}
+	}
+	add(len(p.InProgress), "shard in progress", "shards in progress")
+	add(len(p.Kept), "leftover kept", "leftovers kept")
+	add(len(p.Unmanaged), "unmanaged range", "unmanaged ranges")
+	add(len(p.Warnings), "warning", "warnings")
+	if len(parts) == 0 {
+		return "details"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // truncateDetails cuts the collapsed body at a line boundary so that the

@@ -338,11 +338,15 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 					v.Reason = "it is in the active list"
 				case l.Renamed.IsZero():
 					v.Drop, v.Reason = true, "renamed source of a move; its name carries no time"
+				// Times are absolute: a reason that said "renamed 38s ago"
+				// would change a plan, and its pull-request comment, from
+				// one minute to the next with nothing changed.
 				case !l.PastRetention(now, p.RetainOld):
-					v.Reason = fmt.Sprintf("renamed %s ago; kept until %s (retention %s)",
-						roundAge(now.Sub(l.Renamed)), l.Renamed.Add(p.RetainOld).UTC().Format("2006-01-02 15:04 MST"), roundAge(p.RetainOld))
+					v.Reason = fmt.Sprintf("renamed %s; kept until %s (retention %s)",
+						utcMinute(l.Renamed), utcMinute(l.Renamed.Add(p.RetainOld)), roundAge(p.RetainOld))
 				default:
-					v.Drop, v.Reason = true, fmt.Sprintf("renamed source of a move, renamed %s ago (retention %s)", roundAge(now.Sub(l.Renamed)), roundAge(p.RetainOld))
+					v.Drop, v.Reason = true, fmt.Sprintf("renamed source of a move, renamed %s; its retention of %s ended %s",
+						utcMinute(l.Renamed), roundAge(p.RetainOld), utcMinute(l.Renamed.Add(p.RetainOld)))
 				}
 			case LeftoverNewSchema:
 				if l.Active {
@@ -459,6 +463,10 @@ func IsPGMSClient(application string) bool {
 	return application == pgutil.ApplicationName || strings.HasPrefix(application, pgutil.ApplicationName+" ") ||
 		strings.HasPrefix(application, pgutil.ApplicationName+"/") || strings.HasPrefix(application, pgutil.ApplicationName+"-")
 }
+
+// utcMinute prints a time as the reasons of leftovers write it:
+// "2026-12-01 08:00 UTC".
+func utcMinute(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
 
 // roundAge prints a duration the way people say ages: 3d4h, 36h, 2h5m, 40s.
 func roundAge(d time.Duration) string {

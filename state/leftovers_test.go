@@ -121,8 +121,8 @@ func TestTriage(t *testing.T) {
 		}
 	}
 	wants := map[string]want{
-		"a sh0001old20261124000000":              {false, false, "renamed 36h ago; kept until 2026-12-01 00:00 UTC"},
-		"a sh0002old20261101000000":              {true, false, "renamed 24d12h ago"},
+		"a sh0001old20261124000000":              {false, false, "renamed 2026-11-24 00:00 UTC; kept until 2026-12-01 00:00 UTC"},
+		"a sh0002old20261101000000":              {true, false, "renamed 2026-11-01 00:00 UTC; its retention of 7d ended 2026-11-08 00:00 UTC"},
 		"a sh0003old":                            {true, false, "carries no time"},
 		"a sh0004old20261101000000":              {false, false, "active list"},
 		"a sh0005new":                            {true, false, "never activated"},
@@ -151,7 +151,8 @@ func TestTriage(t *testing.T) {
 	run(CleanupPolicy{Now: now, RetainOld: 7 * 24 * time.Hour, TerminateOrphanWalsenders: true}, wants)
 
 	// Retention zero: the recent renamed source goes too.
-	wants["a sh0001old20261124000000"] = want{true, false, "renamed 36h ago"}
+	wants["a sh0001old20261124000000"] = want{true, false, "renamed 2026-11-24 00:00 UTC; its retention of 0s ended"}
+	wants["a sh0002old20261101000000"] = want{true, false, "renamed 2026-11-01 00:00 UTC"}
 	run(CleanupPolicy{Now: now, TerminateOrphanWalsenders: true}, wants)
 
 	// A node that cannot be read may hold the subscription of any slot.

@@ -50,7 +50,7 @@ func newApplyCommand() *cobra.Command {
 					fmt.Fprintf(stderr, "Waiting up to %s for the run lock, held by %s.\n", lockTimeout, views.LockHolder(st))
 				},
 				OnTakeover: func(t state.Takeover) { fmt.Fprintf(stderr, "Note: took over the run lock: %s.\n", t) },
-				Show:       func(p *planner.Plan) error { return (planner.Text{}).Render(log, p) },
+				Show:       func(p *planner.Plan) error { return (planner.Text{Color: colorful(log)}).Render(log, p) },
 				Started: func(stateNode string, p *planner.Plan) {
 					fmt.Fprintf(log, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
 				},

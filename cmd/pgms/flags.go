@@ -14,6 +14,7 @@ import (
 	"github.com/pgms-dev/pgms/executor"
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/views"
 )
@@ -55,6 +56,17 @@ func (f *formatFlag) name() string {
 // renderer is the renderer of the format given.
 func (f *formatFlag) renderer() (views.Renderer, error) {
 	return views.RendererFor(f.name(), f.formats...)
+}
+
+// planRenderer is the plan's renderer of the format asked for; the text
+// plan is coloured on a terminal.
+func planRenderer(cmd *cobra.Command, f formatFlag) (planner.Renderer, error) {
+	r, err := planner.RendererFor(f.name())
+	if t, ok := r.(planner.Text); ok {
+		t.Color = colorful(cmd.OutOrStdout())
+		r = t
+	}
+	return r, err
 }
 
 // textOut is where a command writes what it shows as it goes (a listing

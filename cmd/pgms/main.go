@@ -117,6 +117,16 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	var noColor bool
+	root.PersistentFlags().BoolVar(&noColor, "no-color", false, "print no colour escapes, even on a terminal (as does NO_COLOR=1)")
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		if noColor {
+			// Colour is decided by whether the writer is a terminal
+			// (colorful): writers that are not files never get any.
+			root.SetOut(plainWriter{stdout})
+			root.SetErr(plainWriter{stderr})
+		}
+	}
 	root.AddCommand(
 		// The declarative workflow.
 		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),

@@ -27,7 +27,7 @@ func newPlanCommand() *cobra.Command {
   pgms plan --out release.plan --detailed-exitcode`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := planner.RendererFor(format.name())
+			r, err := planRenderer(cmd, format)
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,7 @@ func newShowCommand() *cobra.Command {
   pgms show release.plan --format json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := planner.RendererFor(format.name())
+			r, err := planRenderer(cmd, format)
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,11 @@ func printDiagnostics(w io.Writer, sources map[string][]byte, diags hcl.Diagnost
 	return config.WriteDiagnostics(w, sources, diags, colorful(w))
 }
 
-// colorful reports whether w is a terminal that wants color.
+// plainWriter hides that a writer is a terminal: pgms --no-color.
+type plainWriter struct{ io.Writer }
+
+// colorful reports whether w is a terminal that wants color: not with
+// NO_COLOR set (https://no-color.org), TERM=dumb or --no-color.
 func colorful(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
