@@ -47,6 +47,8 @@ type ApplyEnv struct {
 	Output io.Writer
 	// Reporter receives the progress of moves.
 	Reporter Reporter
+	// Observer, when set, is told as each step starts and ends.
+	Observer StepObserver
 	// Now is the time cleanup retention is measured against.
 	Now time.Time
 	// AfterInstall, when set, runs once the install steps are done (the
@@ -63,6 +65,15 @@ type StepResult struct {
 	Move *MoveResult
 	// Ran is false for steps not started because an earlier one failed.
 	Ran bool
+}
+
+// StepObserver follows an apply step by step (pgms apply -json). Its
+// methods may be called from several goroutines: moves run in parallel.
+type StepObserver interface {
+	// StepStarted is called as step i (0-based, of the plan) starts.
+	StepStarted(i int, s planner.Step)
+	// StepEnded is called once step i has ended, with what became of it.
+	StepEnded(i int, r StepResult)
 }
 
 // ApplyResult lists the steps in plan order.
@@ -235,6 +246,9 @@ func (a *applier) logf(format string, args ...any) {
 func (a *applier) begin(ctx context.Context, i int) *state.Step {
 	s := a.plan.Steps[i]
 	a.logf("[%d/%d] %s %s", i+1, len(a.plan.Steps), s.Symbol(), planner.Headline(s))
+	if a.env.Observer != nil {
+		a.env.Observer.StepStarted(i, s)
+	}
 	if s.Kind == planner.StepMove {
 		return nil // moves journal themselves
 	}
@@ -259,7 +273,11 @@ func (a *applier) end(ctx context.Context, i int, js *state.Step, started time.T
 	took := time.Since(started)
 	a.mu.Lock()
 	a.res[i].Ran, a.res[i].Took, a.res[i].Err = true, took, err
+	res := a.res[i]
 	a.mu.Unlock()
+	if a.env.Observer != nil {
+		a.env.Observer.StepEnded(i, res)
+	}
 	outcome := state.OutcomeSucceeded
 	switch {
 	case err != nil && ctx.Err() != nil:

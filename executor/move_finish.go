@@ -152,6 +152,8 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		m.progress.Pause, m.progress.Core = m.res.Pause, m.res.Core
 		blocked := m.res.Blocked
 		m.mu.Unlock()
+		m.rep.Report(Event{Time: active, Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseCutover, Kind: EventCutover, LagBytes: -1,
+			Cutover: &CutoverStats{LockWait: cr.lockWait, Pause: m.res.Pause, Core: m.res.Core, WritersBlocked: blocked, Retries: m.res.Retries, OldSchema: cr.old}})
 		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s %s on %s; writers blocked at most %s (this attempt: lock wait %s + pause %s; lock to commit %s), %d retries; source renamed to %s",
 			m.schema, map[bool]string{true: "kept inactive", false: "active"}[m.keepsInactive()], m.dst.Name,
 			units.FormatMS(blocked), units.FormatMS(cr.lockWait), units.FormatMS(m.res.Pause), units.FormatMS(m.res.Core), m.res.Retries, cr.old))

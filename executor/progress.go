@@ -38,6 +38,7 @@ const (
 	EventRetry                     // a cutover attempt gave up and will be retried
 	EventInfo                      // something worth a line
 	EventWarning                   // something the user should look at
+	EventCutover                   // the cutover is done: its figures are in Cutover
 )
 
 // Event is one report of a move in progress.
@@ -52,6 +53,24 @@ type Event struct {
 	Copy *CopyProgress
 	// LagBytes is the replication lag on catch-up progress events, else -1.
 	LagBytes int64
+	// Cutover is set on EventCutover.
+	Cutover *CutoverStats
+}
+
+// CutoverStats are the figures of a successful cutover, as a move's
+// result has them (see MoveResult).
+type CutoverStats struct {
+	// LockWait is how long the successful attempt waited for its lock;
+	// Pause from the lock to the shard active on the destination; Core
+	// from the lock to the commit on the source.
+	LockWait, Pause, Core time.Duration
+	// WritersBlocked is the longest time any attempt kept writers
+	// waiting: its lock wait plus its time under the lock.
+	WritersBlocked time.Duration
+	// Retries counts the attempts given up before.
+	Retries int
+	// OldSchema is the source's name after the cutover.
+	OldSchema string
 }
 
 // CopyProgress is the state of the initial copy.
@@ -80,6 +99,15 @@ func (f ReporterFunc) Report(e Event) { f(e) }
 // Discard drops every event.
 var Discard Reporter = ReporterFunc(func(Event) {})
 
+// Reporters passes every event to each of rs.
+func Reporters(rs ...Reporter) Reporter {
+	return ReporterFunc(func(e Event) {
+		for _, r := range rs {
+			r.Report(e)
+		}
+	})
+}
+
 // LineReporter writes events as plain lines, fit for CI logs: phase
 // changes, retries and warnings at once, progress at most once per Every
 // for each shard.
@@ -102,6 +130,9 @@ func (r *LineReporter) Report(e Event) {
 	defer r.mu.Unlock()
 	if r.last == nil {
 		r.last = map[string]time.Time{}
+	}
+	if e.Kind == EventCutover {
+		return // the finish phase's line says the same
 	}
 	if e.Kind == EventProgress {
 		if t, ok := r.last[e.Schema]; ok && e.Time.Sub(t) < r.Every {
@@ -144,7 +175,7 @@ func FormatEvent(e Event) string {
 
 func formatCopy(c *CopyProgress) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d/%d tables ready, ~%s of %s, %d rows", c.Ready, len(c.Tables),
+	fmt.Fprintf(&b, "%d/%d tables ready, ~%s of %s of table data, %d rows", c.Ready, len(c.Tables),
 		units.FormatBytes(float64(c.Bytes)), units.FormatBytes(float64(c.TotalBytes)), c.Rows)
 	if c.Rate > 0 {
 		fmt.Fprintf(&b, ", %s/s", units.FormatBytes(c.Rate))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/golden"
+	"github.com/pgms-dev/pgms/internal/jsonschema"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -509,6 +510,21 @@ var coloured = map[string]bool{"moves": true, "cleanup_leftovers": true, "error_
 // ansi matches the escape sequences of the colour plan.
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
+// planSchema loads the schema files of docs/ once.
+var planSchema = func() func(t *testing.T) *jsonschema.Set {
+	var set *jsonschema.Set
+	return func(t *testing.T) *jsonschema.Set {
+		t.Helper()
+		if set == nil {
+			var err error
+			if set, err = jsonschema.Load("../docs"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return set
+	}
+}()
+
 func render(t *testing.T, r Renderer, p *Plan) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -558,6 +574,10 @@ func TestScenarios(t *testing.T) {
 			JSON{}.Render(&b, Compute(in))
 			if a.String() != b.String() {
 				t.Error("two plans of the same input differ")
+			}
+			// The document is the one docs/plan.schema.json describes.
+			if err := planSchema(t).Validate("plan.schema.json", a.Bytes()); err != nil {
+				t.Error(err)
 			}
 			// JSON lists the same steps as the text.
 			var decoded Plan

@@ -68,7 +68,9 @@ func Headline(s Step) string {
 		if !s.Activate {
 			then = ", leave inactive"
 		}
-		size := ", " + units.FormatBytes(float64(s.Bytes))
+		// The size on disk, indexes included, as list weighs shards; the
+		// copy's progress counts table data only, and says so.
+		size := ", " + units.FormatBytes(float64(s.Bytes)) + " with indexes"
 		if s.Resume && s.Bytes == 0 {
 			size = "" // the source is renamed already; its size was not read
 		}

@@ -47,6 +47,8 @@ type ApplyRequest struct {
 	Log         io.Writer // a line as each step starts and ends
 	Output      io.Writer // the migrate command's output
 	Reporter    executor.Reporter
+	// Observer, when set, is told as each step starts and ends.
+	Observer executor.StepObserver
 }
 
 // ApplyOutcome says what Apply did.
@@ -171,7 +173,7 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	res, applyErr := executor.Apply(ctx, p, executor.ApplyEnv{
 		Topology: t, Live: live, Fleet: FleetOf(t, live), Who: inv, Journal: journal,
 		Parallelism: req.Parallelism, Move: req.Move,
-		Log: req.Log, Output: req.Output, Reporter: req.Reporter,
+		Log: req.Log, Output: req.Output, Reporter: req.Reporter, Observer: req.Observer,
 		// Nodes installed by this apply join the registry.
 		AfterInstall: func(ctx context.Context) error { return Register(ctx, t, true) },
 	})

@@ -35,10 +35,14 @@ type Diagnostic struct {
 	Severity string `json:"severity"`
 	Summary  string `json:"summary"`
 	Detail   string `json:"detail,omitempty"`
-	// File, Line and Column locate the problem, when it has a place.
-	File   string `json:"file,omitempty"`
-	Line   int    `json:"line,omitempty"`
-	Column int    `json:"column,omitempty"`
+	// File, Line and Column locate the problem, when it has a place (as
+	// CI annotations want them: 1-based, columns in characters); EndLine
+	// and EndColumn end the range, exclusive.
+	File      string `json:"file,omitempty"`
+	Line      int    `json:"line,omitempty"`
+	Column    int    `json:"column,omitempty"`
+	EndLine   int    `json:"end_line,omitempty"`
+	EndColumn int    `json:"end_column,omitempty"`
 }
 
 // NewValidate builds the verdict on the topology loaded with its
@@ -58,7 +62,7 @@ func NewValidate(t *config.Topology, diags hcl.Diagnostics) *Validate {
 			v.Warnings++
 		}
 		if s := d.Subject; s != nil {
-			nd.File, nd.Line, nd.Column = s.Filename, s.Start.Line, s.Start.Column
+			nd.File, nd.Line, nd.Column, nd.EndLine, nd.EndColumn = s.Filename, s.Start.Line, s.Start.Column, s.End.Line, s.End.Column
 		}
 		v.Diagnostics = append(v.Diagnostics, nd)
 	}

@@ -35,8 +35,12 @@ func newApplyCommand() *cobra.Command {
   pgms apply --auto-approve --parallelism 4 --lock-timeout 10m`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := format.renderer()
-			if err != nil {
+			var r views.Renderer
+			var stream *views.EventStream
+			var err error
+			if format.name() == views.FormatEvents {
+				stream = views.NewEventStream(cmd.OutOrStdout(), moves.progress)
+			} else if r, err = format.renderer(); err != nil {
 				return err
 			}
 			if err := moves.check(); err != nil {
@@ -44,13 +48,21 @@ func newApplyCommand() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			out, stderr, log := cmd.OutOrStdout(), cmd.ErrOrStderr(), textOut(cmd, r)
+			if stream != nil {
+				log = stderr
+			}
 			req := runner.ApplyRequest{
 				LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
 					fmt.Fprintf(stderr, "Waiting up to %s for the run lock, held by %s.\n", lockTimeout, views.LockHolder(st))
 				},
 				OnTakeover: func(t state.Takeover) { fmt.Fprintf(stderr, "Note: took over the run lock: %s.\n", t) },
-				Show:       func(p *planner.Plan) error { return (planner.Text{Color: colorful(log)}).Render(log, p) },
+				Show: func(p *planner.Plan) error {
+					if stream != nil {
+						stream.Plan(p)
+					}
+					return (planner.Text{Color: colorful(log)}).Render(log, p)
+				},
 				Started: func(stateNode string, p *planner.Plan) {
 					fmt.Fprintf(log, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
 				},
@@ -71,20 +83,30 @@ func newApplyCommand() *cobra.Command {
 				return err
 			}
 			req.Invocation = runner.Invocation("apply", strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
+			if stream != nil {
+				stream.RunStart("apply", req.Invocation.Args, req.Invocation.Version, req.Invocation.CIRun)
+				req.Observer = stream
+				req.Reporter = executor.Reporters(req.Reporter, stream)
+			}
 			if !autoApprove {
 				q := question{text: "\nApply these changes?", skip: "pass --auto-approve to apply without asking"}
 				req.Confirm = func(*planner.Plan) (bool, error) { return q.ask(cmd.InOrStdin(), log) }
 			}
 			res, err := runner.Apply(ctx, req)
 			report := views.NewApply(res, err, ctx.Err() != nil)
-			if rerr := r.Render(out, report); rerr != nil {
+			if stream != nil {
+				stream.RunEnd(report)
+				if serr := stream.Err(); serr != nil {
+					return serr
+				}
+			} else if rerr := r.Render(out, report); rerr != nil {
 				return rerr
 			}
 			return applyError(ctx, res, err)
 		},
 	}
 	configFlag(cmd, &path)
-	format.add(cmd, views.FormatText, views.FormatJSON)
+	format.add(cmd, views.FormatText, views.FormatJSON, views.FormatEvents)
 	autoApproveFlag(cmd, &autoApprove, "apply", "")
 	cmd.Flags().IntVar(&parallelism, "parallelism", executor.DefaultParallelism, "moves running at once (each node also honours its max_concurrent_moves)")
 	lockTimeoutFlag(cmd, &lockTimeout)

@@ -29,7 +29,9 @@ func configFlag(cmd *cobra.Command, path *string) {
 
 // formatFlag is --format with the formats a command offers, the first
 // being the default. A command offering JSON also takes --json (-json, as
-// Terraform spells it) for --format json.
+// Terraform spells it): --format events where the command streams events
+// (apply, move: one JSON object per line as it goes, as terraform apply
+// -json does), else --format json.
 type formatFlag struct {
 	value   string
 	json    bool
@@ -41,14 +43,22 @@ func (f *formatFlag) add(cmd *cobra.Command, formats ...string) {
 	cmd.Flags().StringVar(&f.value, "format", formats[0], "output format: "+strings.Join(formats, ", "))
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp)) //nolint:errcheck // the flag exists
 	if slices.Contains(formats, views.FormatJSON) {
-		cmd.Flags().BoolVar(&f.json, "json", false, "same as --format json")
+		cmd.Flags().BoolVar(&f.json, "json", false, "same as --format "+f.jsonFormat())
 	}
 }
 
-// name is the format asked for: --format, or json with --json.
+// jsonFormat is the format --json stands for.
+func (f *formatFlag) jsonFormat() string {
+	if slices.Contains(f.formats, views.FormatEvents) {
+		return views.FormatEvents
+	}
+	return views.FormatJSON
+}
+
+// name is the format asked for: --format, or the one --json stands for.
 func (f *formatFlag) name() string {
 	if f.json {
-		return views.FormatJSON
+		return f.jsonFormat()
 	}
 	return f.value
 }
@@ -71,9 +81,9 @@ func planRenderer(cmd *cobra.Command, f formatFlag) (planner.Renderer, error) {
 
 // textOut is where a command writes what it shows as it goes (a listing
 // before a question, progress, a migration's output): standard output,
-// except in JSON, whose document is alone there.
+// except in JSON, whose document or events (r nil) are alone there.
 func textOut(cmd *cobra.Command, r views.Renderer) io.Writer {
-	if views.IsJSON(r) {
+	if r == nil || views.IsJSON(r) {
 		return cmd.ErrOrStderr()
 	}
 	return cmd.OutOrStdout()

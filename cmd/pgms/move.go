@@ -12,6 +12,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/views"
@@ -39,8 +40,12 @@ func newMoveCommand() *cobra.Command {
   pgms move --shard=12 --from=$SRC --to=$DST --activate-on-destination=no --cutover-lock-timeout=100ms`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := format.renderer()
-			if err != nil {
+			var r views.Renderer
+			var stream *views.EventStream
+			var err error
+			if format.name() == views.FormatEvents {
+				stream = views.NewEventStream(cmd.OutOrStdout(), moves.progress)
+			} else if r, err = format.renderer(); err != nil {
 				return err
 			}
 			if !cmd.Flags().Changed("shard") {
@@ -89,20 +94,42 @@ func newMoveCommand() *cobra.Command {
 				stateDSN = from
 			}
 			stderr := cmd.ErrOrStderr()
+			var reporter executor.Reporter = executor.NewLineReporter(stderr, moves.progress)
+			step := planner.Step{Kind: planner.StepMove, From: dsn.Name(from), To: dsn.Name(to), Shards: &planner.Range{From: shard, To: shard}, Activate: act}
+			if spec.Schema != "" {
+				step.Schemas = []string{spec.Schema}
+			}
+			began := time.Now()
+			if stream != nil {
+				stream.RunStart("move", spec.Who.Args, spec.Who.Version, spec.Who.CIRun)
+				stream.StepStarted(0, step)
+				reporter = executor.Reporters(reporter, stream)
+			}
 			res, err := runner.Move(cmd.Context(), runner.MoveRequest{
 				Spec: spec, StateDSN: stateDSN, LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
 					fmt.Fprintf(stderr, "pgms: waiting up to %s for the run lock, held by %s\n", lockTimeout, views.LockHolder(st))
 				},
 				OnTakeover:     func(t state.Takeover) { fmt.Fprintf(stderr, "pgms: took over the run lock: %s\n", t) },
-				Reporter:       executor.NewLineReporter(stderr, moves.progress),
+				Reporter:       reporter,
 				OnJournalError: func(err error) { fmt.Fprintf(stderr, "pgms: %s\n", pgutil.Describe(err)) },
 			})
+			if stream != nil {
+				sr := executor.StepResult{Step: step, Took: time.Since(began), Err: err, Ran: true}
+				if err == nil {
+					sr.Move = &res
+				}
+				stream.StepEnded(0, sr)
+				stream.MoveEnd(views.NewMove(dsn.Name(from), dsn.Name(to), res), err, cmd.Context().Err() != nil)
+			}
 			switch {
 			case errors.Is(err, executor.ErrInterrupted) && !errors.Is(err, state.ErrLockLost):
 				return withCode(interruptedCode(), errors.New(pgutil.Describe(err)))
 			case err != nil:
 				return withCode(exitError, errors.New(pgutil.Describe(err)))
+			}
+			if stream != nil {
+				return stream.Err()
 			}
 			return r.Render(cmd.OutOrStdout(), views.NewMove(dsn.Name(from), dsn.Name(to), res))
 		},
@@ -114,7 +141,7 @@ func newMoveCommand() *cobra.Command {
 	f.StringVar(&activate, "activate-on-destination", "", "yes: switch the shard over; no: leave the copy inactive as <schema>new (required)")
 	libraryFlag(cmd, &library)
 	naming.add(cmd, "shard schema name prefix; without this and --schema-digits the source's library names the shard")
-	format.add(cmd, views.FormatText, views.FormatJSON)
+	format.add(cmd, views.FormatText, views.FormatJSON, views.FormatEvents)
 	moves.add(cmd)
 	lockTimeoutFlag(cmd, &lockTimeout)
 	f.IntVar(&moves.opts.LockAttempts, "lock-attempts", executor.DefaultLockAttempts, "cutover attempts before giving up")
