@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,33 @@ shards "30-25" { node = "a" }
 		t.Errorf("the password is printed:\n%s", r.stderr)
 	}
 	golden.Check(t, "testdata/validate_errors.golden", strings.ReplaceAll(r.stderr, dir, "DIR"))
+
+	// -json: the same problems with their positions, for CI annotations.
+	r = pgms(t, "", "validate", "--config", dir, "-json")
+	var doc struct {
+		Valid       bool
+		Diagnostics []struct {
+			Severity, Summary, File string
+			Line, Column            int
+			EndLine                 int `json:"end_line"`
+			EndColumn               int `json:"end_column"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != exitError || doc.Valid {
+		t.Fatalf("exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	found := false
+	for _, d := range doc.Diagnostics {
+		if d.File == "" || d.Line == 0 || d.Column == 0 || d.EndLine < d.Line {
+			t.Errorf("diagnostic without its position: %+v", d)
+		}
+		if d.File == filepath.Join(dir, "shards.pgms.hcl") && d.Line == 3 && d.Column > 1 {
+			found = true
+		}
+	}
+	if !found || strings.Contains(r.stdout, "s3cret") {
+		t.Errorf("no diagnostic on shards.pgms.hcl:3, or a password:\n%s", r.stdout)
+	}
 }
 
 func TestValidateOneFileAndMissing(t *testing.T) {
