@@ -95,9 +95,13 @@ func newApplyCommand() *cobra.Command {
 			res, err := runner.Apply(ctx, req)
 			report := views.NewApply(res, err, ctx.Err() != nil)
 			if stream != nil {
+				// The person reading the job log gets the summary too.
 				stream.RunEnd(report)
 				if serr := stream.Err(); serr != nil {
 					return serr
+				}
+				if rerr := (views.Text{}).Render(log, report); rerr != nil {
+					return rerr
 				}
 			} else if rerr := r.Render(out, report); rerr != nil {
 				return rerr

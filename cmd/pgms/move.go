@@ -129,7 +129,10 @@ func newMoveCommand() *cobra.Command {
 				return withCode(exitError, errors.New(pgutil.Describe(err)))
 			}
 			if stream != nil {
-				return stream.Err()
+				if err := stream.Err(); err != nil {
+					return err
+				}
+				return (views.Text{}).Render(stderr, views.NewMove(dsn.Name(from), dsn.Name(to), res))
 			}
 			return r.Render(cmd.OutOrStdout(), views.NewMove(dsn.Name(from), dsn.Name(to), res))
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +16,8 @@ import (
 // TestScripts runs the CLI scenarios of testdata/script: each a txtar
 // file of pgms commands, their expected output and the files they work
 // on. A script gets three empty databases, named in $PGMS_DSN_A, _B and
-// _C and listed in $PGMS_DSNS, and the command sql VAR QUERY, which runs
+// _C and listed in $PGMS_DSNS, the pipeline script of examples/ci in
+// $PGMS_CI_SCRIPT, and the command sql VAR QUERY, which runs
 // QUERY on the database whose DSN is in $VAR and prints the first column
 // of each row.
 func TestScripts(t *testing.T) {
@@ -38,6 +40,12 @@ func TestScripts(t *testing.T) {
 				list += dbs[i].DSN
 			}
 			env.Setenv("PGMS_DSNS", list)
+			// The pipeline script of examples/ci, which ci_pipeline runs.
+			script, err := filepath.Abs("../../examples/ci/pgms-ci.sh")
+			if err != nil {
+				return err
+			}
+			env.Setenv("PGMS_CI_SCRIPT", script)
 			return nil
 		},
 	})
