@@ -18,7 +18,7 @@ import (
 
 func newCleanupCommand() *cobra.Command {
 	var (
-		nodes     nodeFlags
+		nodes     topologyNodeFlags
 		retain    time.Duration
 		yes       bool
 		dryRun    bool
@@ -30,7 +30,8 @@ func newCleanupCommand() *cobra.Command {
 		Short: "Drop what interrupted and finished moves left behind",
 		Long:  longHelp("cleanup"),
 		Example: `  PGDSNS=postgres://admin@db1/app,postgres://admin@db2/app pgms cleanup
-  pgms cleanup --dsn postgres://admin@db1/app --retain 72h --auto-approve`,
+  pgms cleanup --dsn postgres://admin@db1/app --retain 72h --auto-approve
+  pgms cleanup --config topology/ --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := format.renderer()
@@ -40,13 +41,15 @@ func newCleanupCommand() *cobra.Command {
 			if retain < 0 {
 				return fmt.Errorf("--retain=%s: a retention cannot be negative", units.FormatDuration(retain))
 			}
-			dsns, err := nodes.resolve()
+			specs, t, err := nodes.specs(cmd)
 			if err != nil {
 				return err
 			}
+			if t != nil && !cmd.Flags().Changed("retain") {
+				retain = t.Cluster.CleanupAfter
+			}
 			ctx := cmd.Context()
 			out, errOut, text := cmd.OutOrStdout(), cmd.ErrOrStderr(), textOut(cmd, r)
-			specs := specsOf(dsns)
 			policy := state.CleanupPolicy{Now: time.Now(), RetainOld: retain, TerminateOrphanWalsenders: terminate}
 			live, standbys, verdicts := runner.Leftovers(ctx, specs, nodes.schema, policy)
 			failed := 0
@@ -74,7 +77,7 @@ func newCleanupCommand() *cobra.Command {
 				if err := finish(); err != nil {
 					return err
 				}
-				return failedNodes(failed, len(dsns))
+				return failedNodes(failed, len(specs))
 			}
 			if !yes {
 				q := question{text: "\nDrop these objects?", terminal: true,
@@ -113,12 +116,12 @@ func newCleanupCommand() *cobra.Command {
 			case err != nil:
 				return withCode(exitError, errors.New("some objects could not be dropped (see above)"))
 			}
-			return failedNodes(failed, len(dsns))
+			return failedNodes(failed, len(specs))
 		},
 	}
 	nodes.add(cmd)
 	format.add(cmd, views.FormatText, views.FormatJSON)
-	cmd.Flags().DurationVar(&retain, "retain", config.DefaultCleanupAfter, "keep renamed move sources this long after their rename")
+	cmd.Flags().DurationVar(&retain, "retain", config.DefaultCleanupAfter, "keep renamed move sources this long after their rename (with --config: the topology's cleanup_after)")
 	autoApproveFlag(cmd, &yes, "drop", "yes")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only list what would be dropped")
 	cmd.Flags().BoolVar(&terminate, "terminate-orphan-walsenders", false,

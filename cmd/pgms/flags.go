@@ -16,6 +16,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/views"
 )
 
@@ -141,6 +142,43 @@ func (f *nodeFlags) add(cmd *cobra.Command) {
 }
 
 func (f *nodeFlags) resolve() ([]string, error) { return dsn.Resolve(f.dsns) }
+
+// topologyNodeFlags are nodeFlags with --config: the nodes of the topology
+// files, named as the files name them, instead of DSNs named after their
+// addresses (list, cleanup).
+type topologyNodeFlags struct {
+	nodeFlags
+	config string
+}
+
+func (f *topologyNodeFlags) add(cmd *cobra.Command) {
+	f.nodeFlags.add(cmd)
+	cmd.Flags().StringVar(&f.config, "config", "", "topology files: their nodes, by their names, and library schema instead of --dsn")
+}
+
+// specs are the nodes to visit, and the topology when --config gave one;
+// its library schema then replaces --schema unless that was given.
+func (f *topologyNodeFlags) specs(cmd *cobra.Command) ([]state.NodeSpec, *config.Topology, error) {
+	if f.config == "" {
+		dsns, err := f.resolve()
+		return specsOf(dsns), nil, err
+	}
+	if len(f.dsns) > 0 {
+		return nil, nil, fmt.Errorf("pass --config or --dsn, not both")
+	}
+	t, err := loadTopology(cmd.ErrOrStderr(), f.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	specs := make([]state.NodeSpec, len(t.Nodes))
+	for i, n := range t.Nodes {
+		specs[i] = state.NodeSpec{Name: n.Name, DSN: n.DSN}
+	}
+	if !cmd.Flags().Changed("schema") {
+		f.schema = t.Cluster.LibrarySchema
+	}
+	return specs, t, nil
+}
 
 // libraryFlag adds --schema, the library's schema.
 func libraryFlag(cmd *cobra.Command, schema *string) {

@@ -11,7 +11,7 @@ import (
 
 func newListCommand() *cobra.Command {
 	var (
-		nodes     nodeFlags
+		nodes     topologyNodeFlags
 		naming    namingFlags
 		weightSQL string
 		format    formatFlag
@@ -21,18 +21,22 @@ func newListCommand() *cobra.Command {
 		Short: "List the active shards of every node with their weights",
 		Long:  longHelp("list"),
 		Example: `  pgms list --dsn postgres://admin@db1/app --dsn postgres://admin@db2/app
-  pgms list --weight-sql "SELECT count(*) FROM users" --format json`,
+  pgms list --weight-sql "SELECT count(*) FROM users" --format json
+  pgms list --config topology/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := format.renderer()
 			if err != nil {
 				return err
 			}
-			dsns, err := nodes.resolve()
+			specs, t, err := nodes.specs(cmd)
 			if err != nil {
 				return err
 			}
-			live := state.Refresh(cmd.Context(), specsOf(dsns), state.RefreshOptions{LibrarySchema: nodes.schema, Naming: naming.Naming,
+			if t != nil && !naming.given(cmd) {
+				naming.Naming = t.Cluster.Naming()
+			}
+			live := state.Refresh(cmd.Context(), specs, state.RefreshOptions{LibrarySchema: nodes.schema, Naming: naming.Naming,
 				Weights: true, WeightSQL: weightSQL, ActiveWeightsOnly: true})
 			for _, n := range live.Nodes {
 				if n.Standby {
@@ -43,7 +47,7 @@ func newListCommand() *cobra.Command {
 			if err := r.Render(cmd.OutOrStdout(), report); err != nil {
 				return err
 			}
-			return nodeFailures(cmd, r, report.Failed(), "%d of %d nodes could not be listed", len(dsns))
+			return nodeFailures(cmd, r, report.Failed(), "%d of %d nodes could not be listed", len(specs))
 		},
 	}
 	nodes.add(cmd)
