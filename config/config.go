@@ -71,7 +71,13 @@ type (
 		// (for example env("PGMS_DSN_A")). Load fills it from the file;
 		// Generate writes it in place of the literal DSN when set, so that
 		// secrets taken from the environment stay there.
-		DSNExpr            string
+		DSNExpr string
+		// ReplicationDSN is how the other nodes' servers reach this one
+		// when it is a move's source: the connection string of the
+		// destination's subscription. Empty: the DSN, with the password
+		// pgms found for it. It differs from DSN when pgms reaches the
+		// node through a bastion or a pooler the servers do not use.
+		ReplicationDSN     string
 		Drain              bool    // rebalance moves every shard off
 		MaxConcurrentMoves int     // default 1
 		Capacity           float64 // default 1.0, > 0: relative size for rebalancing

@@ -317,3 +317,38 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func TestReplicationDSN(t *testing.T) {
+	tests := []struct {
+		name, node string
+		want       string // the node's ReplicationDSN
+		diag       string // a diagnostic's summary, if one is expected
+	}{
+		{"unset", "\n  dsn = \"host=a\"", "", ""},
+		{"given", `
+  dsn             = "host=a"
+  replication_dsn = "host=10.0.0.1 user=repl"`, "host=10.0.0.1 user=repl", ""},
+		{"null", `
+  dsn             = "host=a"
+  replication_dsn = null`, "", ""},
+		{"empty", `
+  dsn             = "host=a"
+  replication_dsn = ""`, "", "Empty replication_dsn"},
+		{"password", `
+  dsn             = "host=a"
+  replication_dsn = "postgres://repl:s3cret@10.0.0.1/app"`, "postgres://repl:s3cret@10.0.0.1/app", "Password in a configuration file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.pgms.hcl")
+			writeFile(t, path, "node \"a\" {"+tc.node+"\n}\n")
+			topo, diags := Load(path)
+			if (tc.diag == "") != (len(diags) == 0) || (tc.diag != "" && !strings.Contains(diags.Error(), tc.diag)) {
+				t.Fatalf("diagnostics %v, want %q", diags, tc.diag)
+			}
+			if a, ok := topo.Node("a"); ok && a.ReplicationDSN != tc.want {
+				t.Errorf("ReplicationDSN %q, want %q", a.ReplicationDSN, tc.want)
+			}
+		})
+	}
+}

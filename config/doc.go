@@ -39,6 +39,7 @@
 //	  drain                = false      # true: rebalance moves every shard off
 //	  max_concurrent_moves = 2          # moves this node takes part in at once, >= 1 (default 1)
 //	  capacity             = 2.0        # relative size for rebalancing, > 0 (default 1.0)
+//	  replication_dsn      = "host=10.0.0.2 dbname=app user=repl" # how the other servers reach b (default: dsn)
 //	}
 //
 //	# Placement: the label is a shard number or an inclusive range.
@@ -83,6 +84,15 @@
 // optionally with a unit such as "120 MB"). deactivate_sql runs on a move's
 // source for each table of the renamed schema, $1 replaced by the quoted
 // table name.
+//
+// replication_dsn is the connection string a move's destination server
+// uses to reach this node when it is the source: its subscription
+// connects with it. Give it when pgms reaches the node differently from
+// the servers (a bastion, a pooler, another network); without it, the
+// dsn is used, with the password pgms found for it (PGPASSWORD, .pgpass)
+// added, since the server cannot read those. A replication_dsn is passed
+// as it is: it must carry what the destination server needs to connect,
+// password included (or the destination's own .pgpass).
 //
 // Shard 0 is the global shard: rebalancing never moves it, pinned or not.
 // Shard numbers must fit schema_digits (at most 9999 with 4 digits), and

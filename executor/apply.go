@@ -230,6 +230,15 @@ func (a *applier) dsnOf(name string) (string, error) {
 	return "", fmt.Errorf("node %s is neither in the topology nor in its registry", name)
 }
 
+// replicationDSN is how a destination's server reaches node name as a
+// move's source: the topology's replication_dsn, or "" for its DSN.
+func (a *applier) replicationDSN(name string) string {
+	if tn, ok := a.env.Topology.Node(name); ok {
+		return tn.ReplicationDSN
+	}
+	return ""
+}
+
 func (a *applier) closeNodes() {
 	for _, n := range a.nodes {
 		n.Close()
@@ -449,7 +458,7 @@ func (a *applier) move(ctx context.Context, i int) {
 	if err == nil {
 		spec := MoveSpec{
 			Shard: s.Shards.From, Schema: s.Schemas[0],
-			From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.To, DSN: to},
+			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.replicationDSN(s.From)}, To: Endpoint{Name: s.To, DSN: to},
 			Activate: s.Activate, KeepInactive: !s.Activate,
 			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
 		}
