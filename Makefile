@@ -8,7 +8,7 @@ DEMO_DIR := .demo
 # 2-core machine.
 TEST_P   ?= 2
 
-.PHONY: soak all build demo demo-stop test test-short test-matrix pg-versions vet bench bench-discovery bench-plan bench-rebalance bench-move clean
+.PHONY: docs soak all build demo demo-stop test test-short test-matrix pg-versions vet bench bench-discovery bench-plan bench-rebalance bench-move clean
 
 all: build
 
@@ -50,6 +50,10 @@ pg-versions:
 ## test-matrix: the version-sensitive packages on every major of PG_VERSIONS
 test-matrix: pg-versions
 	$(GO) run ./internal/testmatrix -p $(TEST_P) -versions "$(PG_VERSIONS)" $(MATRIX_PKGS)
+
+## docs: regenerate the command reference of docs/cli (Markdown and man pages)
+docs:
+	$(GO) test ./cmd/pgms -run TestDocs -count=1 -update
 
 ## bench: the benchmarks that print numbers with their baselines
 bench: bench-discovery bench-plan bench-rebalance bench-move

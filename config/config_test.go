@@ -352,3 +352,18 @@ func TestReplicationDSN(t *testing.T) {
 		})
 	}
 }
+
+// TestGrammarText checks the help text made from the documentation: it
+// starts at the files, keeps the grammar and ends before Go's package
+// clause.
+func TestGrammarText(t *testing.T) {
+	g := Grammar()
+	for _, want := range []string{"FILES\n", "GRAMMAR\n", "    node \"a\" {\n", "replication_dsn", "DIAGNOSTICS\n"} {
+		if !strings.Contains(g, want) {
+			t.Errorf("grammar text lacks %q", want)
+		}
+	}
+	if !strings.HasPrefix(g, "FILES\n") || strings.Contains(g, "package config") || strings.Contains(g, "\n//") {
+		t.Errorf("grammar text:\n%s", g)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/dsn"
 )
 
@@ -134,7 +135,10 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		// The imperative commands of pg-microsharding.
 		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
 		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),
+		// Help topics.
+		&cobra.Command{Use: "topology", Short: "The topology files: every block and setting with its default", Long: config.Grammar()},
 	)
+	registerCompletions(root)
 	return root
 }
 

@@ -32,3 +32,7 @@ func Check(t testing.TB, path, got string) {
 		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
+
+// Updating reports whether the tests run with -update, for checks that
+// compare output other than through Check.
+func Updating() bool { return *update }
