@@ -76,6 +76,31 @@ type StepObserver interface {
 	StepEnded(i int, r StepResult)
 }
 
+// Observers tells each of os, skipping nils.
+func Observers(os ...StepObserver) StepObserver {
+	var list observers
+	for _, o := range os {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	return list
+}
+
+type observers []StepObserver
+
+func (l observers) StepStarted(i int, s planner.Step) {
+	for _, o := range l {
+		o.StepStarted(i, s)
+	}
+}
+
+func (l observers) StepEnded(i int, r StepResult) {
+	for _, o := range l {
+		o.StepEnded(i, r)
+	}
+}
+
 // ApplyResult lists the steps in plan order.
 type ApplyResult struct {
 	Steps []StepResult

@@ -333,6 +333,7 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	if jerr := m.step.End(jctx, final, outcome, err); jerr != nil {
 		m.event(PhaseDone, EventWarning, "could not record the outcome in the journal: "+pgutil.Describe(jerr))
 	}
+	m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseDone, Kind: EventEnd, Message: string(outcome), LagBytes: -1})
 	if err != nil {
 		return m.res, fmt.Errorf("move shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
 	}

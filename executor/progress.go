@@ -3,6 +3,7 @@ package executor
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ const (
 	EventInfo                      // something worth a line
 	EventWarning                   // something the user should look at
 	EventCutover                   // the cutover is done: its figures are in Cutover
+	EventEnd                       // the move is over, whatever became of it (Message: its outcome)
 )
 
 // Event is one report of a move in progress.
@@ -110,37 +112,113 @@ func Reporters(rs ...Reporter) Reporter {
 
 // LineReporter writes events as plain lines, fit for CI logs: phase
 // changes, retries and warnings at once, progress at most once per Every
-// for each shard.
+// for each shard. A move that has printed nothing for Every gets a
+// heartbeat line naming its phase and how long it has been in it: index
+// builds, catch-up and waits say little on their own, and CI systems end
+// jobs that stay silent for minutes. Close stops the heartbeats.
 type LineReporter struct {
 	W     io.Writer
 	Every time.Duration
 
-	mu   sync.Mutex
-	last map[string]time.Time
+	mu    sync.Mutex
+	last  map[string]time.Time // last progress line of each shard
+	moves map[string]*heard    // moves under way
+	stop  chan struct{}
+	done  chan struct{}
 }
 
-// NewLineReporter returns a LineReporter printing progress every interval.
+// heard is what a LineReporter knows of a move under way.
+type heard struct {
+	phase Phase
+	since time.Time // when the phase began
+	line  time.Time // when a line of it was last printed
+}
+
+// NewLineReporter returns a LineReporter printing progress every interval,
+// and heartbeats when a move stays silent that long.
 func NewLineReporter(w io.Writer, every time.Duration) *LineReporter {
-	return &LineReporter{W: w, Every: every}
+	r := &LineReporter{W: w, Every: every, last: map[string]time.Time{}, moves: map[string]*heard{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if every > 0 {
+		go r.beat()
+	} else {
+		close(r.done)
+	}
+	return r
 }
 
 // Report writes the event if it is due.
 func (r *LineReporter) Report(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == nil {
-		r.last = map[string]time.Time{}
-	}
-	if e.Kind == EventCutover {
+	switch e.Kind {
+	case EventCutover:
 		return // the finish phase's line says the same
-	}
-	if e.Kind == EventProgress {
+	case EventEnd:
+		delete(r.moves, e.Schema)
+		return
+	case EventProgress:
 		if t, ok := r.last[e.Schema]; ok && e.Time.Sub(t) < r.Every {
 			return
 		}
 		r.last[e.Schema] = e.Time
 	}
+	h := r.moves[e.Schema]
+	if h == nil {
+		h = &heard{phase: e.Phase, since: e.Time}
+		r.moves[e.Schema] = h
+	}
+	if e.Kind == EventPhase || h.phase != e.Phase {
+		h.phase, h.since = e.Phase, e.Time
+	}
+	h.line = time.Now()
 	fmt.Fprintln(r.W, FormatEvent(e))
+}
+
+// beat prints the heartbeats until Close.
+func (r *LineReporter) beat() {
+	defer close(r.done)
+	tick := time.NewTicker(max(r.Every/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-tick.C:
+			r.heartbeats(now)
+		}
+	}
+}
+
+// heartbeats prints a line for each move silent for Every.
+func (r *LineReporter) heartbeats(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	schemas := make([]string, 0, len(r.moves))
+	for s := range r.moves {
+		schemas = append(schemas, s)
+	}
+	sort.Strings(schemas)
+	for _, s := range schemas {
+		h := r.moves[s]
+		if now.Sub(h.line) < r.Every {
+			continue
+		}
+		h.line = now
+		fmt.Fprintf(r.W, "%s %s %s: still at it, %s in this phase\n", now.Format("15:04:05"), s, h.phase, now.Sub(h.since).Round(time.Second))
+	}
+}
+
+// Close stops the heartbeats; it returns once none can be printed any more.
+func (r *LineReporter) Close() {
+	r.mu.Lock()
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.mu.Unlock()
+	<-r.done
 }
 
 // FormatEvent renders an event on one line.

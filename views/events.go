@@ -296,6 +296,8 @@ func (s *EventStream) Report(e executor.Event) {
 		}
 		s.lastProg[e.Schema] = e.Time
 		ev.Type, ev.Progress = EventProgress, progressOf(e)
+	case executor.EventEnd:
+		return // step_end and run_end say it
 	case executor.EventCutover:
 		c := e.Cutover
 		ev.Type = EventCutover

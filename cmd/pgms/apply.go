@@ -51,6 +51,8 @@ func newApplyCommand() *cobra.Command {
 			if stream != nil {
 				log = stderr
 			}
+			progress := newProgressView(stderr, moves.progress)
+			defer progress.Close()
 			req := runner.ApplyRequest{
 				LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
@@ -65,9 +67,12 @@ func newApplyCommand() *cobra.Command {
 				},
 				Started: func(stateNode string, p *planner.Plan) {
 					fmt.Fprintf(log, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
+					if progress.live != nil {
+						progress.live.SetSteps(len(p.Steps))
+					}
 				},
 				Parallelism: parallelism, Move: moves.opts,
-				Log: log, Output: stderr, Reporter: executor.NewLineReporter(stderr, moves.progress),
+				Log: progress.route(log), Output: progress.route(stderr), Reporter: progress, Observer: progress.observer(),
 			}
 			if len(args) == 1 {
 				f, err := planner.LoadFile(args[0])
@@ -85,7 +90,7 @@ func newApplyCommand() *cobra.Command {
 			req.Invocation = runner.Invocation("apply", strings.TrimSpace("--config "+path+" "+strings.Join(args, " ")))
 			if stream != nil {
 				stream.RunStart("apply", req.Invocation.Args, req.Invocation.Version, req.Invocation.CIRun)
-				req.Observer = stream
+				req.Observer = executor.Observers(req.Observer, stream)
 				req.Reporter = executor.Reporters(req.Reporter, stream)
 			}
 			if !autoApprove {
@@ -93,6 +98,7 @@ func newApplyCommand() *cobra.Command {
 				req.Confirm = func(*planner.Plan) (bool, error) { return q.ask(cmd.InOrStdin(), log) }
 			}
 			res, err := runner.Apply(ctx, req)
+			progress.Close() // the live block goes before the summary is printed
 			report := views.NewApply(res, err, ctx.Err() != nil)
 			if stream != nil {
 				// The person reading the job log gets the summary too.

@@ -94,7 +94,9 @@ func newMoveCommand() *cobra.Command {
 				stateDSN = from
 			}
 			stderr := cmd.ErrOrStderr()
-			var reporter executor.Reporter = executor.NewLineReporter(stderr, moves.progress)
+			progress := newProgressView(stderr, moves.progress)
+			defer progress.Close()
+			var reporter executor.Reporter = progress
 			step := planner.Step{Kind: planner.StepMove, From: dsn.Name(from), To: dsn.Name(to), Shards: &planner.Range{From: shard, To: shard}, Activate: act}
 			if spec.Schema != "" {
 				step.Schemas = []string{spec.Schema}
@@ -114,6 +116,7 @@ func newMoveCommand() *cobra.Command {
 				Reporter:       reporter,
 				OnJournalError: func(err error) { fmt.Fprintf(stderr, "pgms: %s\n", pgutil.Describe(err)) },
 			})
+			progress.Close() // the live block goes before the result is printed
 			if stream != nil {
 				sr := executor.StepResult{Step: step, Took: time.Since(began), Err: err, Ran: true}
 				if err == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/words"
@@ -55,4 +56,18 @@ func errorCount(diags hcl.Diagnostics) string {
 		}
 	}
 	return words.Count(n, "error")
+}
+
+// terminalWidth is the width of w when it is a terminal that can redraw
+// lines in place (not TERM=dumb, not --no-color).
+func terminalWidth(w io.Writer) (int, bool) {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return 0, false
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0, false
+	}
+	return int(ws.Col), true
 }
