@@ -196,7 +196,7 @@ func (a *applier) node(ctx context.Context, name string) (*pgutil.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := pgutil.Connect(ctx, d)
+	n, err := pgutil.ConnectAs(ctx, name, d)
 	if err != nil {
 		return nil, err
 	}

@@ -155,7 +155,7 @@ func (m *move) whileSlotCreated(ctx context.Context, create func() error) error 
 // reportOldestWriter names the oldest transaction on the source that holds
 // a transaction id, on a connection of its own.
 func (m *move) reportOldestWriter(ctx context.Context) {
-	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	n, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return
 	}
