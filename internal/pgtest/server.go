@@ -291,7 +291,7 @@ func freePort() (int, error) {
 // startServer creates a data directory from the template and starts a
 // postmaster on a free port, retrying when another process takes the port
 // between picking and binding it.
-func startServer(ctx context.Context, root, name string, bins Binaries, u serverUser, tmpl string, extra map[string]string) (*Server, error) {
+func startServer(ctx context.Context, root, name string, bins Binaries, u serverUser, tmpl string, opts Options) (*Server, error) {
 	dir := filepath.Join(root, fmt.Sprintf("run-%d-%s-%s", os.Getpid(), name, randomSuffix()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
@@ -303,6 +303,10 @@ func startServer(ctx context.Context, root, name string, bins Binaries, u server
 	}
 	if err := os.Chmod(data, 0o700); err != nil {
 		return nil, err
+	}
+	if err := writeDataFiles(data, opts); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start server %s: %w", name, err)
 	}
 	if err := u.own(dir); err != nil {
 		os.RemoveAll(dir)
@@ -316,7 +320,7 @@ func startServer(ctx context.Context, root, name string, bins Binaries, u server
 	for k, v := range DefaultSettings {
 		s.settings[k] = v
 	}
-	for k, v := range extra {
+	for k, v := range opts.Settings {
 		s.settings[k] = v
 	}
 	if err := s.launchOnFreePort(ctx); err != nil {
