@@ -5,7 +5,10 @@
 //
 // Each version's servers come from the cache scripts/pg-versions.sh fills
 // (PGMS_TEST_PG_VERSION), and PGMS_PG_BIN points at the cached client
-// programs suited to it, so that pgms finds a pg_dump able to dump it. The
+// programs suited to it, so that pgms finds a pg_dump able to dump it.
+// Tests that start servers of other versions themselves (moves between
+// majors) fail rather than skip when those are missing
+// (PGMS_REQUIRE_PG_VERSIONS=1). The
 // version "local" runs on the machine's own installation, as make test does.
 // go test's JSON output of every run is kept in -logs.
 package main
@@ -25,7 +28,7 @@ import (
 	"time"
 )
 
-var defaultPackages = []string{"./sql", "./state", "./executor", "./cmd/pgms"}
+var defaultPackages = []string{"./sql", "./state", "./executor", "./executor/asused", "./cmd/pgms"}
 
 // event is one line of go test -json.
 type event struct {
@@ -83,7 +86,9 @@ func main() {
 func runVersion(v string, pkgs []string, parallel int, timeout, logs, script string) *run {
 	r := &run{version: v, pkgs: map[string]*pkgResult{}}
 	env := os.Environ()
-	env = append(env, "PGMS_REQUIRE_POSTGRES=1")
+	// Every version is installed before the runs, so a test asking for a
+	// version that is missing fails instead of skipping.
+	env = append(env, "PGMS_REQUIRE_POSTGRES=1", "PGMS_REQUIRE_PG_VERSIONS=1")
 	if v != "local" {
 		out, err := exec.Command(script, "client-dir", v).Output()
 		if err != nil {
