@@ -368,6 +368,7 @@ func (s *Server) launch(ctx context.Context) error {
 	offset, _ := logFile.Seek(0, io.SeekEnd)
 
 	cmd := exec.Command(s.bins.Path("postgres"), args...)
+	cmd.Env = serverEnv(s.dir)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = s.dir
@@ -420,6 +421,21 @@ func (s *Server) launch(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// serverEnv is the environment of a postmaster: this process's, with HOME
+// the server's own directory. The server's libpq (subscriptions, standbys'
+// WAL receivers) looks there for ~/.postgresql's client certificate and
+// root certificates: not in the home of whoever runs the tests, which the
+// server account may not enter, and whose files must not leak into tests.
+func serverEnv(dir string) []string {
+	env := []string{"HOME=" + dir}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func (s *Server) logSince(offset int64) string {
