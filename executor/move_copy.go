@@ -173,7 +173,10 @@ func (m *move) createSubscription(ctx context.Context, copyData bool) error {
 	}
 	q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = %t, synchronous_commit = 'on', enabled = true)",
 		pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(m.slot), copyData)
-	_, err = m.dst.Conn.Exec(ctx, q)
+	err = m.withoutStatementLog(ctx, conninfo, func() error {
+		_, err := m.dst.Conn.Exec(ctx, q)
+		return err
+	})
 	return pgutil.Wrap(err, "node %s: create subscription %s", m.dst.Name, m.sub)
 }
 
