@@ -215,6 +215,9 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	if err := m.checkPrivileges(ctx); err != nil {
 		return f, err
 	}
+	if err := m.noteFailoverSlots(ctx); err != nil {
+		return f, err
+	}
 	if err := m.readSourceObjects(ctx); err != nil {
 		return f, err
 	}
