@@ -168,3 +168,26 @@ func ParseErrorCause(err error) string {
 	}
 	return Redact(msg)
 }
+
+// Param returns the value of a connection parameter (sslmode, sslrootcert,
+// …) as a connection string spells it, URL query or keyword/value, without
+// looking at the environment.
+func Param(connString, key string) (string, bool) {
+	if u, err := url.Parse(connString); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		return q.Get(key), q.Has(key)
+	}
+	re, err := regexp.Compile(`(?:^|\s)` + regexp.QuoteMeta(key) + `\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+	if err != nil {
+		return "", false
+	}
+	m := re.FindStringSubmatch(connString)
+	if m == nil {
+		return "", false
+	}
+	v := m[1]
+	if strings.HasPrefix(v, "'") && strings.HasSuffix(v, "'") && len(v) >= 2 {
+		v = strings.NewReplacer(`\'`, "'", `\\`, `\`).Replace(v[1 : len(v)-1])
+	}
+	return v, true
+}

@@ -100,3 +100,22 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve with nothing: %v", err)
 	}
 }
+
+func TestParam(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, key, want string
+		ok             bool
+	}{
+		{"postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.crt", "sslrootcert", "/etc/ca.crt", true},
+		{"postgres://u@h/d?sslmode=verify-full", "sslrootcert", "", false},
+		{"host=h sslrootcert='/a b/ca.crt' sslmode=require", "sslrootcert", "/a b/ca.crt", true},
+		{"host=h sslmode = verify-ca", "sslmode", "verify-ca", true},
+		{"host=h mysslmode=x", "sslmode", "", false},
+		{"host=h passfile='/p/it\\'s'", "passfile", "/p/it's", true},
+	} {
+		got, ok := Param(tc.dsn, tc.key)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Param(%q, %q) = %q, %v; want %q, %v", tc.dsn, tc.key, got, ok, tc.want, tc.ok)
+		}
+	}
+}
