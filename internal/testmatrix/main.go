@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -46,7 +47,26 @@ type pkgResult struct {
 	elapsed             time.Duration
 	failures, skips     []string // test names
 	output              map[string][]string
+	// tests holds the outcome of every test and subtest by name.
+	tests map[string]testResult
 }
+
+// testResult is one test's outcome in one version's run.
+type testResult struct {
+	action  string // pass, fail or skip
+	elapsed time.Duration
+}
+
+// highlights are the tests of PostgreSQL as users run it, shown per
+// version in a table of their own: moves between majors, least privilege,
+// TLS and passwords, failover slots.
+var highlights = []string{
+	"TestMoveToNewerMajor", "TestMovePrivileges", "TestMoveOverTLS", "TestApplyAsUsed", "TestFailoverSlots",
+}
+
+// highlightSubtests are the highlighted tests whose subtests are shown too:
+// the pairs of versions moved between, the ways a subscription connects.
+var highlightSubtests = []string{"TestMoveToNewerMajor", "TestMoveOverTLS"}
 
 type run struct {
 	version string
@@ -152,12 +172,15 @@ func parse(r io.Reader, run *run) {
 		}
 		p := run.pkgs[e.Package]
 		if p == nil {
-			p = &pkgResult{result: "no result", output: map[string][]string{}}
+			p = &pkgResult{result: "no result", output: map[string][]string{}, tests: map[string]testResult{}}
 			run.pkgs[e.Package] = p
 		}
 		top := e.Test
 		if i := strings.IndexByte(top, '/'); i >= 0 {
 			top = top[:i]
+		}
+		if e.Test != "" && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip") {
+			p.tests[e.Test] = testResult{action: e.Action, elapsed: time.Duration(e.Elapsed * float64(time.Second))}
 		}
 		switch {
 		case e.Action == "output":
@@ -214,6 +237,7 @@ func report(w io.Writer, runs []*run, pkgs []string, logs string) (failed bool) 
 		fmt.Fprintf(tw, "%s\t\t(all, wall clock)\t\t\t%.1fs\n", r.version, r.wall.Seconds())
 	}
 	tw.Flush()
+	writeHighlights(w, runs)
 
 	for _, r := range runs {
 		for _, pkg := range pkgs {
@@ -260,6 +284,62 @@ func report(w io.Writer, runs []*run, pkgs []string, logs string) (failed bool) 
 	}
 	fmt.Fprintf(w, "\ngo test -json output: %s\n", logs)
 	return failed
+}
+
+// writeHighlights prints, for each highlighted test that ran, one line per
+// test and subtest with its outcome and time on every version.
+func writeHighlights(w io.Writer, runs []*run) {
+	found := map[string]map[string]testResult{} // test → version → result
+	var names []string
+	for _, r := range runs {
+		for _, p := range r.pkgs {
+			for name, res := range p.tests {
+				top, _, sub := strings.Cut(name, "/")
+				if !slices.Contains(highlights, top) || sub && !slices.Contains(highlightSubtests, top) {
+					continue
+				}
+				if found[name] == nil {
+					found[name] = map[string]testResult{}
+					names = append(names, name)
+				}
+				found[name][r.version] = res
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ti, _, _ := strings.Cut(names[i], "/")
+		tj, _, _ := strings.Cut(names[j], "/")
+		if ti != tj {
+			return slices.Index(highlights, ti) < slices.Index(highlights, tj)
+		}
+		return names[i] < names[j]
+	})
+	fmt.Fprintln(w, "\nPostgreSQL as users run it (result, seconds):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "test"
+	for _, r := range runs {
+		header += "	" + r.version
+	}
+	fmt.Fprintln(tw, header)
+	for _, name := range names {
+		line := name
+		for _, r := range runs {
+			res, ok := found[name][r.version]
+			switch {
+			case !ok:
+				line += "	-"
+			case res.action == "pass":
+				line += fmt.Sprintf("	pass %.1f", res.elapsed.Seconds())
+			default:
+				line += "	" + res.action
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
 }
 
 func tail(lines []string, n int) string {
