@@ -46,3 +46,31 @@ func (m *move) noteFailoverSlots(ctx context.Context) error {
 	m.event(PhasePreflight, EventInfo, msg)
 	return nil
 }
+
+// binaryInitialSync says whether the native copy's subscription copies
+// the tables in binary. PostgreSQL 16 and later do so with binary = true
+// (before 16 the option concerns only the changes streamed afterwards);
+// on a 2-core machine that made the initial sync of a 150 MB shard into
+// indexed tables about 20% faster (BenchmarkNativeSync in executor/asused).
+// The rule is the fast copy's for binary COPY (planCopy): the same major on
+// both sides and every column of a built-in type or an enum, since other
+// binary forms carry type ids that differ between databases and the copy
+// would fail.
+func (m *move) binaryInitialSync(ctx context.Context) (bool, error) {
+	if m.srcMajor < 16 || m.dstMajor != m.srcMajor {
+		return false, nil
+	}
+	p, err := m.planCopy(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(p.text) > 0 {
+		return false, nil
+	}
+	for _, t := range p.tables {
+		if !t.binary {
+			return false, nil
+		}
+	}
+	return true, nil
+}
