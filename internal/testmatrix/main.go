@@ -59,9 +59,9 @@ type testResult struct {
 
 // highlights are the tests of PostgreSQL as users run it, shown per
 // version in a table of their own: moves between majors, least privilege,
-// TLS and passwords, failover slots.
+// TLS and passwords, failover slots, binary initial sync.
 var highlights = []string{
-	"TestMoveToNewerMajor", "TestMovePrivileges", "TestMoveOverTLS", "TestApplyAsUsed", "TestFailoverSlots",
+	"TestMoveToNewerMajor", "TestMovePrivileges", "TestMoveOverTLS", "TestApplyAsUsed", "TestFailoverSlots", "TestNativeCopyBinary",
 }
 
 // highlightSubtests are the highlighted tests whose subtests are shown too:
