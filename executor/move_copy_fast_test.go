@@ -106,8 +106,13 @@ func TestCopyUnderChurn(t *testing.T) {
 			during := map[string]int{}
 			ctx := fault.WithHook(context.Background(), func(point string) error {
 				mu.Lock()
+				// Workers reach a point such as move.backfill.table once
+				// per table: only the first pauses and counts, and a later
+				// one must not reset its count.
 				_, seen := during[point]
-				during[point] = 0
+				if !seen {
+					during[point] = 0
+				}
 				mu.Unlock()
 				for _, p := range tc.pauses {
 					if p == point && !seen {
