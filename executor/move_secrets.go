@@ -3,8 +3,6 @@ package executor
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 )
@@ -39,7 +37,8 @@ func (m *move) withoutStatementLog(ctx context.Context, conninfo string, run fun
 		return run()
 	}
 	conn := m.dst.Conn
-	var settable []string
+	type saved struct{ name, value string }
+	var restore []saved
 	for _, s := range quietSettings {
 		var ok bool
 		q := `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)
@@ -56,15 +55,17 @@ func (m *move) withoutStatementLog(ctx context.Context, conninfo string, run fun
 		}
 		// A setting of its own message: log_statement applies to a whole
 		// message as it arrives.
-		if _, err := conn.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, false)", s.name, s.value); err != nil {
+		var before string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1), pg_catalog.set_config($1, $2, false)", s.name, s.value).Scan(&before, new(string)); err != nil {
 			return pgutil.Wrap(err, "node %s: set %s for the subscription's statement", m.dst.Name, s.name)
 		}
-		settable = append(settable, s.name)
+		restore = append(restore, saved{s.name, before})
 	}
 	err := run()
-	for _, name := range settable {
-		// The session is the move's claim: it goes on serving the move.
-		conn.Exec(ctx, "RESET "+pgx.Identifier{name}.Sanitize()) //nolint:errcheck // a broken session ends, and its settings with it
+	for _, s := range restore {
+		// The session is the move's claim: it goes on serving the move,
+		// with the settings it had.
+		conn.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, false)", s.name, s.value) //nolint:errcheck // a broken session ends, and its settings with it
 	}
 	return err
 }
