@@ -51,7 +51,7 @@ func (m *move) noteFailoverSlots(ctx context.Context) error {
 // the tables in binary. PostgreSQL 16 and later do so with binary = true
 // (before 16 the option concerns only the changes streamed afterwards);
 // on a 2-core machine that made the initial sync of a 150 MB shard into
-// indexed tables about 20% faster (BenchmarkNativeSync in executor/asused).
+// indexed tables 14–20% faster (BenchmarkNativeSync in executor/asused).
 // The rule is the fast copy's for binary COPY (planCopy): the same major on
 // both sides and every column of a built-in type or an enum, since other
 // binary forms carry type ids that differ between databases and the copy
