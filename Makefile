@@ -8,7 +8,7 @@ DEMO_DIR := .demo
 # 2-core machine.
 TEST_P   ?= 2
 
-.PHONY: all build demo demo-stop test test-short test-matrix pg-versions vet bench bench-discovery bench-plan bench-rebalance bench-move clean
+.PHONY: soak all build demo demo-stop test test-short test-matrix pg-versions vet bench bench-discovery bench-plan bench-rebalance bench-move clean
 
 all: build
 
@@ -59,6 +59,13 @@ bench-plan:
 
 bench-rebalance:
 	$(GO) run ./internal/bench/rebalance
+
+## soak: the fault schedule for SOAK_DURATION (default 10m): applies of 30
+## moves under write load while servers stop, sessions die, other pgms runs
+## interfere and pgms is killed; prints faults, moves, writes, losses.
+SOAK_DURATION ?= 10m
+soak:
+	$(GO) run ./internal/bench/soak -duration $(SOAK_DURATION) $(SOAK_ARGS)
 
 # MOVE_ARGS, e.g. "-size 400MB -moves 3", tunes the move benchmark.
 bench-move:

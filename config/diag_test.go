@@ -13,9 +13,10 @@ import (
 
 // testEnv is the environment env() sees in the tests.
 var testEnv = map[string]string{
-	"PGMS_DSN_A": "postgres://app@db-a:5432/app",
-	"PGMS_DSN_B": "postgres://app@db-b:5432/app",
-	"PGMS_EMPTY": "",
+	"PGMS_DSN_OLD1": "postgres://app@db-old1/app",
+	"PGMS_DSN_A":    "postgres://app@db-a:5432/app",
+	"PGMS_DSN_B":    "postgres://app@db-b:5432/app",
+	"PGMS_EMPTY":    "",
 }
 
 func lookupTestEnv(name string) (string, bool) {

@@ -58,6 +58,15 @@
 //	# Shards to drop: live shards are never dropped unless listed here.
 //	removed { shards = "400-410" }
 //
+//	# A node to retire: its shards move off as the shards blocks place
+//	# them, then the node registry forgets it. A node block deleted without
+//	# this is still visited (its shards are live data).
+//	removed {
+//	  node = "old1"
+//	  dsn  = env("PGMS_DSN_OLD1")       # optional; default: the registered address
+//	  lost = false                      # true: the server is gone for good with its data
+//	}
+//
 // HCL allows one attribute in a one-line block: a shards block with active
 // or pinned takes several lines.
 //

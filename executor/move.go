@@ -377,10 +377,15 @@ func (m *move) begin(ctx context.Context, journal *state.Journal) error {
 		return err
 	}
 	m.res.Schema = m.schema
-	m.pub, m.slot, m.sub = names.MovePublication(m.schema), names.MoveSlot(m.schema), names.MoveSubscription(m.schema)
+	m.pub, m.sub = names.MovePublication(m.schema), names.MoveSubscription(m.schema)
 	if err := m.connect(ctx); err != nil {
 		return err
 	}
+	var db uint32
+	if err := m.src.Conn.QueryRow(ctx, "SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()").Scan(&db); err != nil {
+		return pgutil.Wrap(err, "node %s: read the database's oid", m.src.Name)
+	}
+	m.slot = names.MoveSlot(m.schema, db)
 	m.step, err = journal.BeginStep(ctx, state.StepStart{
 		Kind: "move", Shard: m.spec.Shard, Schema: m.schema,
 		Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
@@ -485,15 +490,11 @@ func (m *move) run(ctx context.Context) error {
 	case !m.touched:
 		return err
 	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
-		if k, ok := m.strategy.(interface {
-			keep(context.Context, *move) error
-		}); ok {
-			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-			kerr := k.keep(kctx, m)
-			cancel()
-			if kerr != nil {
-				return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
-			}
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		kerr := m.strategy.keep(kctx, m)
+		cancel()
+		if kerr != nil {
+			return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
 		}
 		m.event(PhaseUndo, EventInfo, "stopped; the replication objects and the destination's copy are kept: run the same move again to continue")
 		return err

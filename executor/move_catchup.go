@@ -102,13 +102,13 @@ func (m *move) readSubscription(ctx context.Context) (subHealth, error) {
 	defer cancel()
 	// pg_stat_subscription_stats is new in PostgreSQL 15: before, errors
 	// are not counted, and only the apply worker's presence tells.
-	counts := `COALESCE((SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0),
-		  COALESCE((SELECT sync_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`
+	counts := `COALESCE((SELECT apply_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subid = ` + subscriptionOID + `), 0),
+		  COALESCE((SELECT sync_error_count FROM pg_catalog.pg_stat_subscription_stats WHERE subid = ` + subscriptionOID + `), 0)`
 	if m.dstMajor < 15 {
 		counts = "0::bigint, 0::bigint"
 	}
 	err := m.dst.Conn.QueryRow(qctx, `SELECT
-		  (SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subname = $1 AND relid IS NULL AND pid IS NOT NULL)::int,
+		  (SELECT count(*) FROM pg_catalog.pg_stat_subscription WHERE subid = `+subscriptionOID+` AND relid IS NULL AND pid IS NOT NULL)::int,
 		  `+counts, m.sub).Scan(&h.workers, &h.errors, &h.syncErr)
 	if err != nil {
 		return h, m.interrupted(ctx, pgutil.Wrap(err, "node %s: read the state of subscription %s", m.dst.Name, m.sub))

@@ -39,6 +39,13 @@ type copyStrategy interface {
 	// Release ends whatever sessions the strategy still holds; the move
 	// calls it once drive returns, whatever the outcome.
 	Release()
+	// defersPostData tells the DDL phase to create the pre-data section
+	// only: the strategy builds indexes, constraints and triggers itself.
+	defersPostData() bool
+	// keep hands an interrupted copy over to what goes on without pgms,
+	// when the move keeps what it made (MoveOptions.KeepOnInterrupt, a
+	// stalled stream), so that the next run continues it.
+	keep(ctx context.Context, m *move) error
 }
 
 // CopyStrategies are the names MoveOptions.Strategy accepts.
@@ -89,6 +96,12 @@ func (m *move) subscribeCopying(ctx context.Context) error {
 func (nativeCopy) WaitCopied(ctx context.Context, m *move) error { return m.waitSubscriptionReady(ctx) }
 
 func (nativeCopy) Release() {}
+
+// defersPostData: the subscription copies into the complete definition.
+func (nativeCopy) defersPostData() bool { return false }
+
+// keep: the subscription goes on copying by itself.
+func (nativeCopy) keep(context.Context, *move) error { return nil }
 
 // createPublication publishes the shard's tables on the source. It comes
 // before the slot: a slot created earlier makes the stream fail with
@@ -267,11 +280,19 @@ func (m *move) subscriptionErrors(ctx context.Context, expr string) (int64, erro
 		return 0, nil
 	}
 	var n int64
-	if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT `+expr+` FROM pg_catalog.pg_stat_subscription_stats WHERE subname = $1), 0)`, m.sub).Scan(&n); err != nil {
+	if err := m.dst.Conn.QueryRow(ctx, `SELECT COALESCE((SELECT `+expr+` FROM pg_catalog.pg_stat_subscription_stats WHERE subid = `+subscriptionOID+`), 0)`, m.sub).Scan(&n); err != nil {
 		return 0, m.interrupted(ctx, pgutil.Wrap(err, "node %s: read replication errors", m.dst.Name))
 	}
 	return n, nil
 }
+
+// subscriptionOID is the oid of the subscription named $1 in this
+// database. pg_subscription is shared by every database of a server, and
+// the statistics views list the subscriptions of all of them: another
+// database may have one of the same name (another cluster on the server,
+// moving the same shard).
+const subscriptionOID = `(SELECT oid FROM pg_catalog.pg_subscription WHERE subname = $1
+	AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))`
 
 // waitSubscriptionReady waits until every table of the subscription is
 // ready, reporting the copy's progress from pg_stat_progress_copy.

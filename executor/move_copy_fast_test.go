@@ -105,6 +105,9 @@ func TestCopyUnderChurn(t *testing.T) {
 			var mu sync.Mutex
 			during := map[string]int{}
 			ctx := fault.WithHook(context.Background(), func(point string) error {
+				// A point several workers pass (one per table) is
+				// counted at its first pass only: a later pass must not
+				// reset what the first measured.
 				mu.Lock()
 				// Workers reach a point such as move.backfill.table once
 				// per table: only the first pauses and counts, and a later

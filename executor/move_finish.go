@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -154,7 +154,7 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		m.mu.Unlock()
 		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s %s on %s; writers blocked at most %s (this attempt: lock wait %s + pause %s; lock to commit %s), %d retries; source renamed to %s",
 			m.schema, map[bool]string{true: "kept inactive", false: "active"}[m.keepsInactive()], m.dst.Name,
-			fmtMS(blocked), fmtMS(cr.lockWait), fmtMS(m.res.Pause), fmtMS(m.res.Core), m.res.Retries, cr.old))
+			units.FormatMS(blocked), units.FormatMS(cr.lockWait), units.FormatMS(m.res.Pause), units.FormatMS(m.res.Core), m.res.Retries, cr.old))
 	} else {
 		m.event(PhaseFinish, EventInfo, fmt.Sprintf("%s active on %s; source renamed to %s", m.schema, m.dst.Name, cr.old))
 	}
@@ -204,10 +204,6 @@ func (m *move) restoreSource(ctx context.Context, cr cutoverResult) (bool, error
 	return true, nil
 }
 
-func fmtMS(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
-}
-
 // finishCopyOnly ends a move that must not activate: the copy is frozen
 // (subscription disabled), given the source's sequence positions, renamed
 // to the inactive-copy name and unmarked, all but the freezing in one
@@ -222,7 +218,7 @@ func (m *move) finishCopyOnly(ctx context.Context) error {
 	}
 	for {
 		var running bool
-		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL)`, m.sub).Scan(&running)
+		err := m.dst.Conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription WHERE subid = `+subscriptionOID+` AND pid IS NOT NULL)`, m.sub).Scan(&running)
 		if err != nil {
 			return m.interrupted(ctx, pgutil.Wrap(err, "node %s: wait for subscription %s to stop", m.dst.Name, m.sub))
 		}

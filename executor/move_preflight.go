@@ -262,7 +262,7 @@ func (m *move) adoptReferenceCopy(ctx context.Context) (bool, error) {
 	if _, err := execSimple(ctx, m.dst.Conn, "ALTER SUBSCRIPTION "+q+" DISABLE; ALTER SUBSCRIPTION "+q+" SET (slot_name = NONE); DROP SUBSCRIPTION "+q); err != nil {
 		return true, pgutil.Wrap(err, "node %s: drop pg-microsharding's subscription %s", m.dst.Name, sub)
 	}
-	if err := m.dropSlots(ctx, "slot_name = "+quoteLiteral(sub)); err != nil {
+	if err := m.dropSlots(ctx, "s.slot_name = $1", sub); err != nil {
 		return true, err
 	}
 	_, err := m.src.Conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgutil.Quote(names.ReferencePublication(m.schema)))
@@ -333,7 +333,7 @@ func (m *move) keepsInactive() bool { return !m.spec.Activate && m.spec.KeepInac
 func (m *move) checkNames() error {
 	const maxIdent = 63
 	for _, n := range []struct{ what, name string }{
-		{"replication slot", names.MoveSlot(m.schema)},
+		{"replication slot", names.MoveSlot(m.schema, 1<<32-1)},
 		{"publication", names.MovePublication(m.schema)},
 		{"subscription", names.MoveSubscription(m.schema)},
 		{"renamed source schema", names.OldSchema(m.schema, time.Now())},

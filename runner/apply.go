@@ -104,16 +104,8 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	if takeover != nil && req.OnTakeover != nil {
 		req.OnTakeover(*takeover)
 	}
-	// The run stops at its next safe point when its lock is lost.
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := watchLock(ctx, lock)
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-lock.Lost():
-			cancel(lock.Err())
-		case <-ctx.Done():
-		}
-	}()
 
 	live := Refresh(ctx, t, false)
 	if err := ctx.Err(); err != nil {
@@ -157,8 +149,10 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	}
 	// Every node of the files joins the registry before anything changes,
 	// so that a node that later leaves the files is still known.
-	if err := Register(ctx, t, false); err != nil {
-		return out, err
+	if !registered(t, live) {
+		if err := Register(ctx, t, false); err != nil {
+			return out, err
+		}
 	}
 	journal, err := state.OpenJournal(ctx, sn.DSN, t.Cluster.LibrarySchema)
 	if err != nil {
@@ -194,6 +188,20 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	return out, applyErr
 }
 
+// watchLock returns a context that ends when the run lock is lost, with
+// the loss as its cause: the run stops at its next safe point.
+func watchLock(ctx context.Context, lock *state.RunLock) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(lock.Err())
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // stopCause names why the run's context ended: its lost lock, or the
 // caller's interruption.
 func stopCause(ctx context.Context, err error) error {
@@ -224,6 +232,36 @@ func ensureLibrary(ctx context.Context, sn *config.Node, t *config.Topology) err
 		return fmt.Errorf("install the library on state node %s: %s", sn.Name, pgutil.Describe(err))
 	}
 	return nil
+}
+
+// registered reports whether every readable node of the files with the
+// library has its pgms id and every such node's registry already records
+// all of them as the files name them: then there is nothing to write.
+func registered(t *config.Topology, live *state.Cluster) bool {
+	var nodes []*state.NodeState
+	for _, cn := range t.Nodes {
+		n := live.Node(cn.Name)
+		if n == nil || n.Err != nil || !n.Library.Installed {
+			continue
+		}
+		if n.Identity.ID == "" {
+			return false
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		known := map[string]state.RegisteredNode{}
+		for _, r := range n.Registry {
+			known[r.ID] = r
+		}
+		for _, o := range nodes {
+			r, ok := known[o.Identity.ID]
+			if !ok || r.Name != o.Name || r.Addr != o.Addr {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Register gives every node of the files that has the library a pgms id

@@ -143,6 +143,14 @@ func artifactLeftover(kind, name string, naming sql.Naming) (Leftover, bool) {
 	if !ok {
 		return Leftover{}, false
 	}
+	if kind == LeftoverSlot {
+		// pgms's slots carry the source database: pgms_move_<schema>_<oid>.
+		if base, db, split := names.SplitMoveSlot(schema); split && name == names.MoveSlot(base, db) {
+			if shard, ok := shardNumber(naming, base); ok {
+				return Leftover{Kind: kind, Name: name, Schema: base, Shard: shard, Tool: ToolPGMS}, true
+			}
+		}
+	}
 	shard, ok := shardNumber(naming, schema)
 	if !ok {
 		return Leftover{}, false
@@ -167,7 +175,7 @@ func artifactNames(kind, schema string) (pgms, reference string) {
 	case LeftoverPublication:
 		return names.MovePublication(schema), names.ReferencePublication(schema)
 	case LeftoverSlot:
-		return names.MoveSlot(schema), names.ReferenceSubscription(schema)
+		return names.LegacyMoveSlot(schema), names.ReferenceSubscription(schema)
 	case LeftoverSubscription:
 		return names.MoveSubscription(schema), names.ReferenceSubscription(schema)
 	}
@@ -175,7 +183,8 @@ func artifactNames(kind, schema string) (pgms, reference string) {
 }
 
 // Sibling returns the name of the object of kind that belongs to the same
-// move as l (same tool, same shard).
+// move as l (same tool, same shard). For a pgms slot it is the legacy name
+// (see SameMove for a comparison that also knows the database's).
 func (l Leftover) Sibling(kind string) string {
 	pgms, reference := artifactNames(kind, l.Schema)
 	if l.Tool == ToolPGMicrosharding {
@@ -183,6 +192,14 @@ func (l Leftover) Sibling(kind string) string {
 	}
 	return pgms
 }
+
+// SubscriptionName is, for a move's slot, the name of the subscription
+// that streams from it: its walsender carries that name.
+func (l Leftover) SubscriptionName() string { return l.Sibling(LeftoverSubscription) }
+
+// SameMove reports whether two leftovers belong to moves of the same shard
+// by the same tool.
+func (l Leftover) SameMove(o Leftover) bool { return l.Tool == o.Tool && l.Schema == o.Schema }
 
 // CleanupPolicy says which leftovers cleanup may drop.
 type CleanupPolicy struct {
@@ -285,13 +302,14 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 	for _, n := range c.readable() {
 		// Leftovers are sorted by shard, then slot before publication: a
 		// publication's verdict can look at its move's slot's.
-		keptSlots := map[string]bool{}
+		keptSlots := map[string]string{} // tool + schema of kept slots → name
+		slotKey := func(l Leftover) string { return l.Tool + "\x00" + l.Schema }
 		for _, l := range n.Leftovers {
 			v := Verdict{Node: n.Name, Leftover: l}
 			if l.Kind != LeftoverSubscription && busy[l.Shard] != "" {
 				v.Reason = busy[l.Shard]
 				if l.Kind == LeftoverSlot {
-					keptSlots[l.Name] = true
+					keptSlots[slotKey(l)] = l.Name
 				}
 				verdicts[n] = append(verdicts[n], v)
 				continue
@@ -339,16 +357,16 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 				case partial != "":
 					v.Reason = partial
 				default:
-					v.Drop, v.Terminate, v.Reason = JudgeOrphanSlot(l, dropSub[l.Name], p.TerminateOrphanWalsenders)
+					v.Drop, v.Terminate, v.Reason = JudgeOrphanSlot(l, dropSub[l.SubscriptionName()], p.TerminateOrphanWalsenders)
 				}
 				if !v.Drop {
-					keptSlots[l.Name] = true
+					keptSlots[slotKey(l)] = l.Name
 				}
 			case LeftoverPublication:
 				slot, sub := l.Sibling(LeftoverSlot), l.Sibling(LeftoverSubscription)
 				switch {
-				case keptSlots[slot]:
-					v.Reason = fmt.Sprintf("slot %s of the same move is kept", slot)
+				case keptSlots[slotKey(l)] != "":
+					v.Reason = fmt.Sprintf("slot %s of the same move is kept", keptSlots[slotKey(l)])
 				case keptSub[sub] || len(keptSubs[slot]) > 0:
 					v.Reason = fmt.Sprintf("subscription %s of the same move is kept", sub)
 				case partial != "":
@@ -417,13 +435,14 @@ func JudgeSubscription(l Leftover, schemaExists, schemaActive, noRun bool) (drop
 // pgms is a move copying data and is never ended either. Any other
 // walsender is ended only when terminate allows it.
 func JudgeOrphanSlot(l Leftover, subDropped, terminate bool) (drop, end bool, reason string) {
+	sub := l.SubscriptionName()
 	switch {
 	case !l.Active:
 		return true, false, "orphaned: no subscription uses it"
-	case l.WalsenderClient == l.Name && subDropped:
+	case l.WalsenderClient == sub && subDropped:
 		return true, false, "orphaned once its subscription is dropped"
-	case l.WalsenderClient == l.Name:
-		return false, false, fmt.Sprintf("subscription %s streams from it from a node not given here", l.Name)
+	case l.WalsenderClient == sub:
+		return false, false, fmt.Sprintf("subscription %s streams from it from a node not given here", sub)
 	case IsPGMSClient(l.WalsenderClient):
 		return false, false, fmt.Sprintf("held by a running pgms (walsender pid %d): a move may be copying data", l.WalsenderPID)
 	case terminate:

@@ -5,12 +5,16 @@ package names
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// Move artifacts of pgms. The slot, publication and subscription of a move
-// share one name so that an orphan found on one side names the others.
+// Move artifacts of pgms. The publication and subscription of a move share
+// one name, so that an orphan found on one side names the other. The slot
+// adds the source database's oid: slots live in one namespace for the
+// whole server, so two databases on a server (two clusters, or two nodes
+// of one) moving the same shard would otherwise take each other's slot.
 // Replication object names are limited to 63 bytes; a schema name is too,
 // so long schema names are the caller's concern (preflight refuses them).
 const movePrefix = "pgms_move_"
@@ -18,8 +22,31 @@ const movePrefix = "pgms_move_"
 // MovePublication is the publication on the source for a move of schema.
 func MovePublication(schema string) string { return movePrefix + schema }
 
-// MoveSlot is the logical replication slot on the source for a move.
-func MoveSlot(schema string) string { return movePrefix + schema }
+// MoveSlot is the logical replication slot on the source for a move, in
+// the source database whose oid is database.
+func MoveSlot(schema string, database uint32) string {
+	return movePrefix + schema + "_" + strconv.FormatUint(uint64(database), 10)
+}
+
+// LegacyMoveSlot is the slot name of pgms versions before slots carried
+// the database: still recognised, so that their leftovers are cleaned up.
+func LegacyMoveSlot(schema string) string { return movePrefix + schema }
+
+// SplitMoveSlot splits what follows "pgms_move_" in a slot's name into the
+// schema and the database oid, when it ends with "_<digits>"; ok is false
+// without such an ending (a legacy name, or a schema ending in digits
+// after an underscore: the caller tries both readings against its naming).
+func SplitMoveSlot(rest string) (schema string, database uint32, ok bool) {
+	i := strings.LastIndexByte(rest, '_')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseUint(rest[i+1:], 10, 32)
+	if err != nil {
+		return "", 0, false
+	}
+	return rest[:i], uint32(n), true
+}
 
 // MoveSubscription is the subscription on the destination for a move.
 func MoveSubscription(schema string) string { return movePrefix + schema }

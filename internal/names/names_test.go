@@ -36,7 +36,8 @@ func TestParseLeftoverSchema(t *testing.T) {
 
 func TestParseMoveArtifact(t *testing.T) {
 	tests := []struct{ in, schema string }{
-		{MoveSlot("sh0001"), "sh0001"},
+		{LegacyMoveSlot("sh0001"), "sh0001"},
+		{MoveSlot("sh0001", 16384), "sh0001_16384"}, // split by SplitMoveSlot
 		{ReferencePublication("sh0002"), "sh0002"},
 		{ReferenceSubscription("sh0003"), "sh0003"},
 		{"other_slot", ""},
@@ -45,6 +46,27 @@ func TestParseMoveArtifact(t *testing.T) {
 		got, ok := ParseMoveArtifact(tt.in)
 		if got != tt.schema || ok != (tt.schema != "") {
 			t.Errorf("ParseMoveArtifact(%q) = %q, %v", tt.in, got, ok)
+		}
+	}
+}
+
+func TestSplitMoveSlot(t *testing.T) {
+	tests := []struct {
+		rest   string
+		schema string
+		db     uint32
+		ok     bool
+	}{
+		{"sh0001_16384", "sh0001", 16384, true},
+		{"sh0001", "", 0, false},
+		{"my_sh_0001_5", "my_sh_0001", 5, true},
+		{"sh0001_x", "", 0, false},
+		{"_12", "", 0, false},
+	}
+	for _, tt := range tests {
+		schema, db, ok := SplitMoveSlot(tt.rest)
+		if schema != tt.schema || db != tt.db || ok != tt.ok {
+			t.Errorf("SplitMoveSlot(%q) = %q, %d, %v", tt.rest, schema, db, ok)
 		}
 	}
 }

@@ -82,6 +82,10 @@ type Options struct {
 	// and keys, which ssl_cert_file and ssl_key_file may name relative to
 	// the data directory). Local servers only.
 	Files map[string][]byte
+	// Dir, when set, is where the servers' data directories go instead of
+	// the harness's root (the cached template stays there): a small file
+	// system of the test's own, for example, to run a server out of disk.
+	Dir string
 }
 
 // SuperuserTrustRules are pg_hba.conf rules that let the harness in as
@@ -93,7 +97,9 @@ var SuperuserTrustRules = []string{
 }
 
 // localOnly says whether opts ask for something only local servers can do.
-func (o Options) localOnly() bool { return o.Version != 0 || o.HBA != nil || o.Files != nil }
+func (o Options) localOnly() bool {
+	return o.Version != 0 || o.HBA != nil || o.Files != nil || o.Dir != ""
+}
 
 // backendStarter starts n servers for a non-default backend.
 type backendStarter func(ctx context.Context, n int, opts Options) (*Cluster, error)
@@ -179,7 +185,11 @@ func startLocalNamed(ctx context.Context, n int, prefix string, opts Options) (*
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = startServer(ctx, l.root, fmt.Sprintf("%s%d", prefix, i), l.bins, l.user, l.tmpl, opts)
+			root := l.root
+			if opts.Dir != "" {
+				root = opts.Dir
+			}
+			servers[i], errs[i] = startServer(ctx, root, fmt.Sprintf("%s%d", prefix, i), l.bins, l.user, l.tmpl, opts)
 		}()
 	}
 	wg.Wait()
