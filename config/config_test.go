@@ -109,8 +109,12 @@ func TestLoadMultipleFiles(t *testing.T) {
 		t.Errorf("nodes %v", names)
 	}
 	b, _ := topo.Node("b")
-	if b.MaxConcurrentMoves != 2 || b.Capacity != 2.5 || b.DSN != "postgres://app@db-b/app" {
+	if b.MaxConcurrentMoves != 2 || b.Capacity != 2.5 || b.DSN != "postgres://app@db-b/app" ||
+		b.PublisherDSN != "host=db-b.internal dbname=app user=pgms passfile=/etc/pgms/pgpass" {
 		t.Errorf("node b = %+v", b)
+	}
+	if a, _ := topo.Node("a"); a.PublisherDSN != "" {
+		t.Errorf("node a has publisher_dsn %q", a.PublisherDSN)
 	}
 	cn, _ := topo.Node("c")
 	if !cn.Drain || cn.DSN != "postgres://app@db-c:5432/app" {

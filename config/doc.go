@@ -39,6 +39,7 @@
 //	  drain                = false      # true: rebalance moves every shard off
 //	  max_concurrent_moves = 2          # moves this node takes part in at once, >= 1 (default 1)
 //	  capacity             = 2.0        # relative size for rebalancing, > 0 (default 1.0)
+//	  publisher_dsn        = "host=db-b.internal dbname=app user=pgms passfile=/etc/pgms/pgpass"
 //	}
 //
 //	# Placement: the label is a shard number or an inclusive range.
@@ -72,6 +73,17 @@
 // Defaults: schema_prefix "sh", schema_digits 4, no migrate_command, the
 // total relation size as weight, no deactivate_sql, cleanup_after "168h",
 // library_schema "microsharding", state_node the first node by name.
+//
+// publisher_dsn is how the destination server of a move from this node
+// connects to it, for the move's subscription; it is stored in the
+// destination's pg_subscription and read by that server, not by pgms. By
+// default it is the dsn with the password pgms found (in the DSN,
+// PGPASSWORD or .pgpass) added. Set it when the servers reach each other
+// by other names than pgms does, or to store no password there: libpq's
+// passfile=… or sslcert=…/sslkey=… name files on the destination servers
+// (a subscription owned by a role that is not a superuser must carry a
+// password on PostgreSQL 16 and later). See the README, "TLS and
+// passwords".
 //
 // migrate_command runs after new shards are allocated and before they are
 // activated. A list of strings is executed directly, with no shell: the

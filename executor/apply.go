@@ -219,6 +219,15 @@ func (a *applier) dsnOf(name string) (string, error) {
 	return "", fmt.Errorf("node %s is neither in the topology nor in its registry", name)
 }
 
+// publisherDSNOf is the node's publisher_dsn: how the destinations of
+// moves from it reach it ("" for the default, its DSN).
+func (a *applier) publisherDSNOf(name string) string {
+	if tn, ok := a.env.Topology.Node(name); ok {
+		return tn.PublisherDSN
+	}
+	return ""
+}
+
 func (a *applier) closeNodes() {
 	for _, n := range a.nodes {
 		n.Close()
@@ -431,7 +440,7 @@ func (a *applier) move(ctx context.Context, i int) {
 	if err == nil {
 		spec := MoveSpec{
 			Shard: s.Shards.From, Schema: s.Schemas[0],
-			From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.To, DSN: to},
+			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
 			Activate: s.Activate, KeepInactive: !s.Activate,
 			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
 		}
