@@ -41,7 +41,7 @@ test-short:
 # Majors for test-matrix and the packages it runs on each; see the README's
 # "Supported PostgreSQL versions".
 PG_VERSIONS    ?= 13 14 15 16 17 18
-MATRIX_PKGS    ?= ./sql ./state ./executor ./cmd/pgms
+MATRIX_PKGS    ?= ./sql ./state ./executor ./executor/asused ./cmd/pgms
 
 ## pg-versions: install the pinned PostgreSQL builds of PG_VERSIONS (cached)
 pg-versions:

@@ -72,12 +72,17 @@ type (
 		// Generate writes it in place of the literal DSN when set, so that
 		// secrets taken from the environment stay there.
 		DSNExpr string
-		// ReplicationDSN is how the other nodes' servers reach this one
-		// when it is a move's source: the connection string of the
-		// destination's subscription. Empty: the DSN, with the password
-		// pgms found for it. It differs from DSN when pgms reaches the
-		// node through a bastion or a pooler the servers do not use.
-		ReplicationDSN     string
+		// PublisherDSN, when set, is the connection string the
+		// subscriptions of moves from this node store and use (in
+		// pg_subscription on the destination, read by the destination
+		// server): a host name the other servers resolve, a replication
+		// role, a passfile or a client certificate on those servers, so
+		// that no password need be stored there. Empty: the DSN, with the
+		// password pgms found added.
+		PublisherDSN string
+		// PublisherDSNExpr is the HCL expression of PublisherDSN, as
+		// DSNExpr is DSN's.
+		PublisherDSNExpr   string
 		Drain              bool    // rebalance moves every shard off
 		MaxConcurrentMoves int     // default 1
 		Capacity           float64 // default 1.0, > 0: relative size for rebalancing

@@ -109,8 +109,12 @@ func TestLoadMultipleFiles(t *testing.T) {
 		t.Errorf("nodes %v", names)
 	}
 	b, _ := topo.Node("b")
-	if b.MaxConcurrentMoves != 2 || b.Capacity != 2.5 || b.DSN != "postgres://app@db-b/app" {
+	if b.MaxConcurrentMoves != 2 || b.Capacity != 2.5 || b.DSN != "postgres://app@db-b/app" ||
+		b.PublisherDSN != "host=db-b.internal dbname=app user=pgms passfile=/etc/pgms/pgpass" {
 		t.Errorf("node b = %+v", b)
+	}
+	if a, _ := topo.Node("a"); a.PublisherDSN != "" {
+		t.Errorf("node a has publisher_dsn %q", a.PublisherDSN)
 	}
 	cn, _ := topo.Node("c")
 	if !cn.Drain || cn.DSN != "postgres://app@db-c:5432/app" {
@@ -318,47 +322,12 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-func TestReplicationDSN(t *testing.T) {
-	tests := []struct {
-		name, node string
-		want       string // the node's ReplicationDSN
-		diag       string // a diagnostic's summary, if one is expected
-	}{
-		{"unset", "\n  dsn = \"host=a\"", "", ""},
-		{"given", `
-  dsn             = "host=a"
-  replication_dsn = "host=10.0.0.1 user=repl"`, "host=10.0.0.1 user=repl", ""},
-		{"null", `
-  dsn             = "host=a"
-  replication_dsn = null`, "", ""},
-		{"empty", `
-  dsn             = "host=a"
-  replication_dsn = ""`, "", "Empty replication_dsn"},
-		{"password", `
-  dsn             = "host=a"
-  replication_dsn = "postgres://repl:s3cret@10.0.0.1/app"`, "postgres://repl:s3cret@10.0.0.1/app", "Password in a configuration file"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "t.pgms.hcl")
-			writeFile(t, path, "node \"a\" {"+tc.node+"\n}\n")
-			topo, diags := Load(path)
-			if (tc.diag == "") != (len(diags) == 0) || (tc.diag != "" && !strings.Contains(diags.Error(), tc.diag)) {
-				t.Fatalf("diagnostics %v, want %q", diags, tc.diag)
-			}
-			if a, ok := topo.Node("a"); ok && a.ReplicationDSN != tc.want {
-				t.Errorf("ReplicationDSN %q, want %q", a.ReplicationDSN, tc.want)
-			}
-		})
-	}
-}
-
 // TestGrammarText checks the help text made from the documentation: it
 // starts at the files, keeps the grammar and ends before Go's package
 // clause.
 func TestGrammarText(t *testing.T) {
 	g := Grammar()
-	for _, want := range []string{"FILES\n", "GRAMMAR\n", "    node \"a\" {\n", "replication_dsn", "DIAGNOSTICS\n"} {
+	for _, want := range []string{"FILES\n", "GRAMMAR\n", "    node \"a\" {\n", "publisher_dsn", "DIAGNOSTICS\n"} {
 		if !strings.Contains(g, want) {
 			t.Errorf("grammar text lacks %q", want)
 		}

@@ -26,8 +26,9 @@ func lookupTestEnv(name string) (string, bool) {
 
 // warningsOnly are the cases that load, with warnings.
 var warningsOnly = map[string]bool{
-	"password_literal":    true,
-	"shard_zero_unpinned": true,
+	"password_literal":       true,
+	"publisher_dsn_password": true,
+	"shard_zero_unpinned":    true,
 }
 
 // TestDiagnostics loads every bad input under testdata/diag (a file, or a

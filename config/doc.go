@@ -39,7 +39,7 @@
 //	  drain                = false      # true: rebalance moves every shard off
 //	  max_concurrent_moves = 2          # moves this node takes part in at once, >= 1 (default 1)
 //	  capacity             = 2.0        # relative size for rebalancing, > 0 (default 1.0)
-//	  replication_dsn      = "host=10.0.0.2 dbname=app user=repl" # how the other servers reach b (default: dsn)
+//	  publisher_dsn        = "host=db-b.internal dbname=app user=pgms passfile=/etc/pgms/pgpass"
 //	}
 //
 //	# Placement: the label is a shard number or an inclusive range.
@@ -74,6 +74,17 @@
 // total relation size as weight, no deactivate_sql, cleanup_after "168h",
 // library_schema "microsharding", state_node the first node by name.
 //
+// publisher_dsn is how the destination server of a move from this node
+// connects to it, for the move's subscription; it is stored in the
+// destination's pg_subscription and read by that server, not by pgms. By
+// default it is the dsn with the password pgms found (in the DSN,
+// PGPASSWORD or .pgpass) added. Set it when the servers reach each other
+// by other names than pgms does, or to store no password there: libpq's
+// passfile=… or sslcert=…/sslkey=… name files on the destination servers
+// (a subscription owned by a role that is not a superuser must carry a
+// password on PostgreSQL 16 and later). See the README, "TLS and
+// passwords".
+//
 // migrate_command runs after new shards are allocated and before they are
 // activated. A list of strings is executed directly, with no shell: the
 // first element is the program. A single string is run with /bin/sh -c,
@@ -84,15 +95,6 @@
 // optionally with a unit such as "120 MB"). deactivate_sql runs on a move's
 // source for each table of the renamed schema, $1 replaced by the quoted
 // table name.
-//
-// replication_dsn is the connection string a move's destination server
-// uses to reach this node when it is the source: its subscription
-// connects with it. Give it when pgms reaches the node differently from
-// the servers (a bastion, a pooler, another network); without it, the
-// dsn is used, with the password pgms found for it (PGPASSWORD, .pgpass)
-// added, since the server cannot read those. A replication_dsn is passed
-// as it is: it must carry what the destination server needs to connect,
-// password included (or the destination's own .pgpass).
 //
 // Shard 0 is the global shard: rebalancing never moves it, pinned or not.
 // Shard numbers must fit schema_digits (at most 9999 with 4 digits), and

@@ -37,6 +37,11 @@ func Generate(t *Topology) []byte {
 		} else {
 			b.SetAttributeValue("dsn", cty.StringVal(n.DSN))
 		}
+		if tokens := exprTokens(n.PublisherDSNExpr); tokens != nil {
+			b.SetAttributeRaw("publisher_dsn", tokens)
+		} else if n.PublisherDSN != "" {
+			b.SetAttributeValue("publisher_dsn", cty.StringVal(n.PublisherDSN))
+		}
 		if n.Drain {
 			b.SetAttributeValue("drain", cty.True)
 		}

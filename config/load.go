@@ -36,7 +36,7 @@ var (
 		{Name: "library_schema"}, {Name: "state_node"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "dsn"}, {Name: "replication_dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"},
+		{Name: "dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"}, {Name: "publisher_dsn"},
 	}}
 	shardsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "node"}, {Name: "active"}, {Name: "pinned"},
@@ -474,18 +474,19 @@ func (l *loader) node(b blockIn) {
 				"The dsn of node %q holds a password in clear text, and topology files usually live in git. Take the DSN from the environment, dsn = env(%q), or keep the password in ~/.pgpass.", name, DSNVariable(name))
 		}
 	}
-	if attr := a["replication_dsn"]; attr != nil && !isNull(l.peek(attr, b.ctx)) {
+	if attr := a["publisher_dsn"]; attr != nil && !isNull(l.peek(attr, b.ctx)) {
+		n.PublisherDSNExpr = string(attr.Expr.Range().SliceBytes(l.t.Sources[attr.Expr.Range().Filename]))
 		if v, ok := l.eval(attr, b.ctx, cty.String, "a string"); ok {
 			if v.AsString() == "" {
-				l.errorf(attr.Expr.Range(), "Empty replication_dsn",
-					"The replication_dsn of node %q is empty. Give the connection string the other servers reach this node with, or leave replication_dsn out to use the dsn.", name)
+				l.errorf(attr.Expr.Range(), "Empty publisher_dsn",
+					"The publisher_dsn of node %q is empty. Give the connection string the other servers use to reach it for moves, or remove the attribute to use the dsn.", name)
 			} else {
-				n.ReplicationDSN = v.AsString()
+				n.PublisherDSN = v.AsString()
 			}
 		}
-		if expr := string(attr.Expr.Range().SliceBytes(l.t.Sources[attr.Expr.Range().Filename])); dsn.Redact(expr) != expr {
+		if dsn.Redact(n.PublisherDSNExpr) != n.PublisherDSNExpr {
 			l.warnf(attr.Expr.Range(), "Password in a configuration file",
-				"The replication_dsn of node %q holds a password in clear text, and topology files usually live in git. Take it from the environment, replication_dsn = env(%q).", name, DSNVariable(name)+"_REPLICATION")
+				"The publisher_dsn of node %q holds a password in clear text, and topology files usually live in git. Take it from the environment, publisher_dsn = env(%q), or give the destination servers a passfile (passfile=… in the string).", name, DSNVariable(name)+"_PUBLISHER")
 		}
 	}
 	if attr := a["drain"]; attr != nil {

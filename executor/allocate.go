@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
@@ -209,12 +209,19 @@ const (
 	EnvSchemas   = "PGMS_SCHEMAS"    // the range's schema names, comma-separated
 )
 
-var sslmodeParam = regexp.MustCompile(`(?:^|[\s?&])sslmode\s*=\s*'?([a-z-]+)`)
+// libpqFiles are the DSN's TLS and password-file parameters a migrate
+// command receives as libpq variables: a DSN that verifies the server
+// against its own CA, or authenticates by certificate, does the same for
+// the command.
+var libpqFiles = map[string]string{
+	"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+	"sslcrl": "PGSSLCRL", "passfile": "PGPASSFILE",
+}
 
 // MigrateEnv returns the environment of a migrate command: pgms's own,
 // with the node's DSN and the range in PGMS_* variables, and the libpq
-// variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE)
-// pointing at the node. pg-microsharding runs the command in its own
+// variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE,
+// and the DSN's TLS files) pointing at the node. pg-microsharding runs the command in its own
 // environment, where those libpq variables name the node, so scripts
 // written for it (psql, pg-mig) keep working.
 func MigrateEnv(connString string, from, to int, schemas []string) []string {
@@ -233,8 +240,10 @@ func MigrateEnv(connString string, from, to int, schemas []string) []string {
 			set["PGPASSWORD"] = cfg.Password
 		}
 	}
-	if m := sslmodeParam.FindStringSubmatch(connString); m != nil {
-		set["PGSSLMODE"] = m[1]
+	for param, variable := range libpqFiles {
+		if v, ok := dsn.Param(connString, param); ok {
+			set[variable] = v
+		}
 	}
 	var env []string
 	for _, kv := range os.Environ() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -283,8 +284,13 @@ func TestMigrateEnv(t *testing.T) {
 	t.Setenv("PGSERVICE", "elsewhere")
 	t.Setenv("PGHOST", "wrong-host")
 	t.Setenv("KEEP_ME", "1")
+	// The DSN's CA file goes to the command too (it must exist: parsing
+	// the DSN reads it).
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(ca, pgtest.NewTLS(t).CA, 0o644)
+	dsnWithCA := "postgres://app:pa%20ss@db1.example:6432/shop?sslmode=verify-full&sslrootcert=" + url.QueryEscape(ca)
 	env := map[string]string{}
-	for _, kv := range MigrateEnv("postgres://app:pa%20ss@db1.example:6432/shop?sslmode=verify-full", 3, 4, []string{"sh0003", "sh0004"}) {
+	for _, kv := range MigrateEnv(dsnWithCA, 3, 4, []string{"sh0003", "sh0004"}) {
 		k, v, _ := strings.Cut(kv, "=")
 		if _, dup := env[k]; dup {
 			t.Errorf("%s set twice", k)
@@ -293,8 +299,8 @@ func TestMigrateEnv(t *testing.T) {
 	}
 	want := map[string]string{
 		"PGHOST": "db1.example", "PGPORT": "6432", "PGDATABASE": "shop", "PGUSER": "app", "PGPASSWORD": "pa ss",
-		"PGSSLMODE": "verify-full", "PGMS_SHARD_FROM": "3", "PGMS_SHARD_TO": "4", "PGMS_SCHEMAS": "sh0003,sh0004",
-		"PGMS_DSN": "postgres://app:pa%20ss@db1.example:6432/shop?sslmode=verify-full", "KEEP_ME": "1",
+		"PGSSLMODE": "verify-full", "PGSSLROOTCERT": ca, "PGMS_SHARD_FROM": "3", "PGMS_SHARD_TO": "4", "PGMS_SCHEMAS": "sh0003,sh0004",
+		"PGMS_DSN": dsnWithCA, "KEEP_ME": "1",
 	}
 	for k, v := range want {
 		if env[k] != v {

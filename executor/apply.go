@@ -67,8 +67,9 @@ type StepResult struct {
 	Ran bool
 }
 
-// StepObserver follows an apply step by step (pgms apply -json). Its
-// methods may be called from several goroutines: moves run in parallel.
+// StepObserver follows an apply step by step (pgms apply -json, the live
+// view). Its methods may be called from several goroutines: moves run in
+// parallel.
 type StepObserver interface {
 	// StepStarted is called as step i (0-based, of the plan) starts.
 	StepStarted(i int, s planner.Step)
@@ -232,7 +233,7 @@ func (a *applier) node(ctx context.Context, name string) (*pgutil.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := pgutil.Connect(ctx, d)
+	n, err := pgutil.ConnectAs(ctx, name, d)
 	if err != nil {
 		return nil, err
 	}
@@ -255,11 +256,11 @@ func (a *applier) dsnOf(name string) (string, error) {
 	return "", fmt.Errorf("node %s is neither in the topology nor in its registry", name)
 }
 
-// replicationDSN is how a destination's server reaches node name as a
-// move's source: the topology's replication_dsn, or "" for its DSN.
-func (a *applier) replicationDSN(name string) string {
+// publisherDSNOf is the node's publisher_dsn: how the destinations of
+// moves from it reach it ("" for the default, its DSN).
+func (a *applier) publisherDSNOf(name string) string {
 	if tn, ok := a.env.Topology.Node(name); ok {
-		return tn.ReplicationDSN
+		return tn.PublisherDSN
 	}
 	return ""
 }
@@ -483,7 +484,7 @@ func (a *applier) move(ctx context.Context, i int) {
 	if err == nil {
 		spec := MoveSpec{
 			Shard: s.Shards.From, Schema: s.Schemas[0],
-			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.replicationDSN(s.From)}, To: Endpoint{Name: s.To, DSN: to},
+			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
 			Activate: s.Activate, KeepInactive: !s.Activate,
 			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
 		}

@@ -654,7 +654,7 @@ func (m *move) shardSchema(ctx context.Context) (string, error) {
 	if m.spec.Schema != "" {
 		return m.spec.Schema, nil
 	}
-	src, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	src, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return "", err
 	}

@@ -155,7 +155,7 @@ func (m *move) whileSlotCreated(ctx context.Context, create func() error) error 
 // reportOldestWriter names the oldest transaction on the source that holds
 // a transaction id, on a connection of its own.
 func (m *move) reportOldestWriter(ctx context.Context) {
-	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	n, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return
 	}
@@ -184,9 +184,26 @@ func (m *move) createSubscription(ctx context.Context, copyData bool) error {
 	if err != nil {
 		return err
 	}
-	q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = %t, synchronous_commit = 'on', enabled = true)",
-		pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(m.slot), copyData)
-	_, err = m.dst.Conn.Exec(ctx, q)
+	binary := false
+	if copyData {
+		if binary, err = m.binaryInitialSync(ctx); err != nil {
+			return err
+		}
+		if binary {
+			m.event(PhaseReplicate, EventInfo, fmt.Sprintf("the subscription copies the tables in binary (PostgreSQL %d on both sides, built-in column types)", m.srcMajor))
+		}
+	}
+	// binary is named only when set: PostgreSQL 13 does not know it.
+	binaryOption := ""
+	if binary {
+		binaryOption = ", binary = true"
+	}
+	q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = %t, synchronous_commit = 'on', enabled = true%s)",
+		pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(m.slot), copyData, binaryOption)
+	err = m.withoutStatementLog(ctx, conninfo, func() error {
+		_, err := m.dst.Conn.Exec(ctx, q)
+		return err
+	})
 	return pgutil.Wrap(err, "node %s: create subscription %s", m.dst.Name, m.sub)
 }
 

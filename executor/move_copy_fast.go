@@ -385,10 +385,10 @@ func (m *move) openCopyWorkers(ctx context.Context, n int, snapshot string) ([]*
 		wg.Go(func() {
 			w := &copyWorker{}
 			workers[i] = w
-			if w.src, errs[i] = pgutil.Connect(ctx, m.spec.From.DSN); errs[i] != nil {
+			if w.src, errs[i] = pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN); errs[i] != nil {
 				return
 			}
-			if w.dst, errs[i] = pgutil.Connect(ctx, m.spec.To.DSN); errs[i] != nil {
+			if w.dst, errs[i] = pgutil.ConnectAs(ctx, m.spec.To.Name, m.spec.To.DSN); errs[i] != nil {
 				return
 			}
 			if _, errs[i] = execSimple(ctx, w.src.Conn, copySessionSettings+"; SET idle_in_transaction_session_timeout = 0"); errs[i] != nil {

@@ -109,6 +109,9 @@ func TestCopyUnderChurn(t *testing.T) {
 				// counted at its first pass only: a later pass must not
 				// reset what the first measured.
 				mu.Lock()
+				// Workers reach a point such as move.backfill.table once
+				// per table: only the first pauses and counts, and a later
+				// one must not reset its count.
 				_, seen := during[point]
 				if !seen {
 					during[point] = 0

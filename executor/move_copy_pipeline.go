@@ -79,7 +79,7 @@ func (m *move) runBackfill(ctx context.Context, workers []*copyWorker, plan []*t
 		j.cond.Broadcast()
 		j.mu.Unlock()
 		for range min(j.sessions, len(pd.builds)) - len(workers) {
-			dst, err := pgutil.Connect(j.ctx, m.spec.To.DSN)
+			dst, err := pgutil.ConnectAs(j.ctx, m.spec.To.Name, m.spec.To.DSN)
 			if err != nil {
 				j.cancel(err)
 				return
@@ -131,7 +131,7 @@ func (j *backfillJob) finish(workers []*copyWorker) error {
 	if len(workers) > 0 {
 		conn = workers[0].dst.Conn.PgConn()
 	} else {
-		dst, err := pgutil.Connect(j.ctx, m.spec.To.DSN)
+		dst, err := pgutil.ConnectAs(j.ctx, m.spec.To.Name, m.spec.To.DSN)
 		if err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func (m *move) cutover(ctx context.Context) (cutoverResult, error) {
 // locally, and must not wait for synchronous standbys: a standby that
 // stops answering would hold them, and the cutover with them.
 func (m *move) openFlusher(ctx context.Context) (*pgutil.Node, error) {
-	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	n, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ const confirmStmt = "pgms_confirmed"
 // cutoverSession opens the session the cutover runs in and identifies it,
 // so that a COMMIT in doubt can later be traced to exactly this process.
 func (m *move) cutoverSession(ctx context.Context) (*pgutil.Node, session, error) {
-	conn, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	conn, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return nil, session{}, err
 	}
@@ -487,7 +487,7 @@ func (m *move) commit(ctx context.Context, conn *pgutil.Node, sess session, res 
 	// go, and the standbys are waited for before the activation instead.
 	budget := time.Until(locked.Add(m.opts.MaxPause))
 	syncWait := time.AfterFunc(max(budget, 50*time.Millisecond), func() {
-		c, err := pgutil.Connect(context.Background(), m.spec.From.DSN)
+		c, err := pgutil.ConnectAs(context.Background(), m.spec.From.Name, m.spec.From.DSN)
 		if err != nil {
 			return
 		}
@@ -554,7 +554,7 @@ func (m *move) resolveCommit(ctx context.Context, sess session, old string) (boo
 }
 
 func (m *move) readCommitOutcome(ctx context.Context, sess session, old string) (bool, error) {
-	n, err := pgutil.Connect(ctx, m.spec.From.DSN)
+	n, err := pgutil.ConnectAs(ctx, m.spec.From.Name, m.spec.From.DSN)
 	if err != nil {
 		return false, err
 	}

@@ -32,7 +32,7 @@ func (m *move) copyDDL(ctx context.Context) error {
 		return err
 	}
 	// A connection of its own: the dump's SET commands change the session.
-	conn, err := pgutil.Connect(ctx, m.spec.To.DSN)
+	conn, err := pgutil.ConnectAs(ctx, m.spec.To.Name, m.spec.To.DSN)
 	if err != nil {
 		return err
 	}

@@ -212,6 +212,12 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	if src.walLevel != "logical" {
 		return f, fmt.Errorf("node %s has wal_level=%s; moves need wal_level=logical there (ALTER SYSTEM SET wal_level = logical, then restart it)", m.src.Name, src.walLevel)
 	}
+	if err := m.checkPrivileges(ctx); err != nil {
+		return f, err
+	}
+	if err := m.noteFailoverSlots(ctx); err != nil {
+		return f, err
+	}
 	if err := m.readSourceObjects(ctx); err != nil {
 		return f, err
 	}

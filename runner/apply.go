@@ -281,7 +281,7 @@ func Register(ctx context.Context, t *config.Topology, all bool) error {
 	var wg sync.WaitGroup
 	for i, cn := range t.Nodes {
 		wg.Go(func() {
-			n, err := pgutil.Connect(ctx, cn.DSN)
+			n, err := pgutil.ConnectAs(ctx, cn.Name, cn.DSN)
 			if err != nil {
 				errs[i] = err
 				return

@@ -53,7 +53,7 @@ func Cleanup(ctx context.Context, nodes []state.NodeSpec, verdicts []state.Verdi
 		if _, done := conns[v.Node]; done || !v.Drop {
 			continue
 		}
-		n, err := pgutil.Connect(ctx, dsns[v.Node])
+		n, err := pgutil.ConnectAs(ctx, v.Node, dsns[v.Node])
 		if err != nil {
 			return err
 		}

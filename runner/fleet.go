@@ -19,7 +19,7 @@ func FleetAround(ctx context.Context, target, librarySchema string, listed []str
 		f = f.With(state.NodeSpec{Name: dsn.Name(d), DSN: d})
 	}
 	for _, n := range append([]state.NodeSpec(nil), f.Nodes...) {
-		c, err := pgutil.Connect(ctx, n.DSN)
+		c, err := pgutil.ConnectAs(ctx, n.Name, n.DSN)
 		if err != nil {
 			continue
 		}

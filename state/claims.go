@@ -186,7 +186,7 @@ func ClaimShards(ctx context.Context, spec ClaimSpec) (*Claim, error) {
 	if len(spec.Shards) == 0 || len(spec.Shards) != len(spec.Schemas) {
 		return nil, fmt.Errorf("claim on node %s: %d shards and %d schemas", spec.Node, len(spec.Shards), len(spec.Schemas))
 	}
-	n, err := pgutil.Connect(ctx, spec.DSN)
+	n, err := pgutil.ConnectAs(ctx, spec.Node, spec.DSN)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (c *Claim) Reacquire(ctx context.Context) error {
 			return c.verify(ctx)
 		}
 	}
-	n, err := pgutil.Connect(ctx, c.spec.DSN)
+	n, err := pgutil.ConnectAs(ctx, c.spec.Node, c.spec.DSN)
 	if err != nil {
 		return err
 	}

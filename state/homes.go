@@ -149,7 +149,7 @@ func (f Fleet) Homes(ctx context.Context, schemas []string) *Cluster {
 			c.Nodes[i] = n
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			conn, err := pgutil.Connect(cctx, spec.DSN)
+			conn, err := pgutil.ConnectAs(cctx, spec.Name, spec.DSN)
 			if err != nil {
 				n.Err = err
 				return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/internal/bench/move/workload"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/state"
@@ -291,5 +292,70 @@ func TestSignalExitCodes(t *testing.T) {
 		if got := count1(t, dbs[0].DSN, "SELECT microsharding.microsharding_list_active_shards()::text"); got != "{sh0001}" {
 			t.Errorf("%v: active on a: %s", sig, got)
 		}
+	}
+}
+
+// TestApplyResumesACopyKilledMidway: an apply killed during a move's copy
+// (SIGKILL, no cleanup of any kind) leaves a marked copy, a slot and a
+// publication and no subscription; plan explains that state as an
+// interrupted move rather than as a shard on two nodes, and the next apply
+// finishes the move with every acknowledged write in place.
+func TestApplyResumesACopyKilledMidway(t *testing.T) {
+	bin := pgmsBinary(t)
+	dbs := freshCluster(t)
+	dir := t.TempDir()
+	writeTopology(t, dir, "topology.pgms.hcl", nodesBlock("a", "b")+"shards \"1-2\" { node = \"a\" }\n")
+	pgms(t, "", "apply", "--config", dir, "--auto-approve").must(t)
+	a := pgtest.Connect(t, dbs[0].DSN)
+	pgtest.Exec(t, a, "CREATE TABLE sh0001.items (id bigserial PRIMARY KEY, val bigint NOT NULL, note text)")
+	pgtest.Exec(t, a, "INSERT INTO sh0001.items (val, note) SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+	w, err := workload.Start(context.Background(), workload.Config{
+		DSNs: []string{dbs[0].DSN, dbs[1].DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	writeTopology(t, dir, "topology.pgms.hcl", nodesBlock("a", "b")+"shards \"1\" { node = \"b\" }\nshards \"2\" { node = \"a\" }\n")
+	killed := exec.Command(bin, "apply", "--config", dir, "--auto-approve")
+	killed.Env = append(os.Environ(), "PGMS_FAULT=move.backfill.table")
+	out, err := killed.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
+		t.Fatalf("apply was not killed during the copy: %v\n%s", err, out)
+	}
+	if got := count1(t, dbs[1].DSN, "SELECT count(*)::text FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"); got != "0" {
+		t.Fatalf("%s subscriptions after a kill during the copy; the state this test is about has none", got)
+	}
+
+	r := pgms(t, "", "plan", "--config", dir, "-detailed-exitcode")
+	if r.code != 2 || !strings.Contains(r.stdout, "~ resume move of shard 1 (sh0001) from a to b") || !strings.Contains(r.stdout, "left an unfinished copy; it resumes") {
+		t.Fatalf("plan after the kill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	pgms(t, "", "apply", "--config", dir, "--auto-approve").must(t)
+	time.Sleep(100 * time.Millisecond)
+	st := w.Stop()
+	if len(st.Violations) > 0 {
+		t.Errorf("writer violations: %v", st.Violations)
+	}
+	b := pgtest.Connect(t, dbs[1].DSN)
+	if err := w.Verify(context.Background(), b); err != nil {
+		t.Errorf("after the resumed move: %v", err)
+	}
+	if got := count1(t, dbs[1].DSN, "SELECT microsharding.microsharding_list_active_shards()::text"); got != "{sh0001}" {
+		t.Errorf("active on b: %s", got)
+	}
+	for i, db := range dbs[:2] {
+		if got := count1(t, db.DSN, `SELECT concat_ws(' ', (SELECT string_agg(pubname, ',') FROM pg_publication),
+			(SELECT string_agg(slot_name, ',') FROM pg_replication_slots WHERE database = current_database()),
+			(SELECT string_agg(subname, ',') FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())))`); got != "" {
+			t.Errorf("replication objects left on %s: %s", []string{"a", "b"}[i], got)
+		}
+	}
+	t.Logf("writer: %d inserts, %d updates acknowledged, %d retries, max latency %v", st.Inserts, st.Updates, st.Retries, st.Max)
+	r = pgms(t, "", "plan", "--config", dir, "-detailed-exitcode")
+	if r.code != 0 {
+		t.Errorf("plan after the resumed apply: exit %d\n%s", r.code, r.stdout)
 	}
 }

@@ -21,12 +21,13 @@ import (
 const Redacted = "xxxxx"
 
 var (
-	// password=… in keyword/value strings, quoted or not.
-	kvPassword = regexp.MustCompile(`(?i)((?:^|\s)password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
+	// password=… (or sslpassword=…, the passphrase of a client key) in
+	// keyword/value strings, quoted or not.
+	kvPassword = regexp.MustCompile(`(?i)((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
 	// user:password@ in URLs anywhere in a text.
 	urlPassword = regexp.MustCompile(`(?i)(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)`)
-	// password=… as a URL query parameter.
-	queryPassword = regexp.MustCompile(`(?i)([?&]password=)([^&\s]*)`)
+	// password=… or sslpassword=… as a URL query parameter.
+	queryPassword = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&\s]*)`)
 )
 
 // Redact returns s with every password it can recognise replaced: URL user
@@ -127,13 +128,35 @@ func WithoutPassword(connString string) string {
 			u.User = url.User(u.User.Username())
 		}
 		q := u.Query()
-		if q.Has("password") {
+		if q.Has("password") || q.Has("sslpassword") {
 			q.Del("password")
+			q.Del("sslpassword")
 			u.RawQuery = q.Encode()
 		}
 		return u.String()
 	}
 	return strings.TrimSpace(kvPassword.ReplaceAllString(connString, ""))
+}
+
+// HasPassword reports whether a connection string itself holds a password
+// (URL user info, a password query parameter or a password keyword), as
+// opposed to one libpq would find in PGPASSWORD, a passfile or .pgpass.
+func HasPassword(connString string) bool {
+	if u, err := url.Parse(connString); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if u.User != nil {
+			if p, ok := u.User.Password(); ok && p != "" {
+				return true
+			}
+		}
+		return u.Query().Get("password") != ""
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(connString, -1) {
+		key := strings.ToLower(strings.TrimSpace(strings.TrimRight(strings.TrimSpace(m[1]), "=")))
+		if key == "password" && m[2] != "" && m[2] != "''" {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseErrorCause returns the cause of a DSN parse error without the DSN
@@ -144,6 +167,29 @@ func ParseErrorCause(err error) string {
 		msg = msg[i+3:]
 	}
 	return Redact(msg)
+}
+
+// Param returns the value of a connection parameter (sslmode, sslrootcert,
+// …) as a connection string spells it, URL query or keyword/value, without
+// looking at the environment.
+func Param(connString, key string) (string, bool) {
+	if u, err := url.Parse(connString); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		return q.Get(key), q.Has(key)
+	}
+	re, err := regexp.Compile(`(?:^|\s)` + regexp.QuoteMeta(key) + `\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+	if err != nil {
+		return "", false
+	}
+	m := re.FindStringSubmatch(connString)
+	if m == nil {
+		return "", false
+	}
+	v := m[1]
+	if strings.HasPrefix(v, "'") && strings.HasSuffix(v, "'") && len(v) >= 2 {
+		v = strings.NewReplacer(`\'`, "'", `\\`, `\`).Replace(v[1 : len(v)-1])
+	}
+	return v, true
 }
 
 // ResolveOne picks the one node a command acts on: the --dsn given, else

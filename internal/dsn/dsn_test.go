@@ -15,6 +15,9 @@ func TestRedact(t *testing.T) {
 		{"host=db password = 'a b\\' c' dbname=app", "host=db password = xxxxx dbname=app"},
 		{"failed to connect to postgres://u:pw@h/d: refused", "failed to connect to postgres://u:xxxxx@h/d: refused"},
 		{"host=db dbname=app", "host=db dbname=app"},
+		{"host=db sslkey=/k.pem sslpassword=s3cret dbname=app", "host=db sslkey=/k.pem sslpassword=xxxxx dbname=app"},
+		{"postgres://app@db/app?sslkey=%2Fk.pem&sslpassword=s3cret", "postgres://app@db/app?sslkey=%2Fk.pem&sslpassword=xxxxx"},
+		{"host=db passfile=/etc/pgms/pgpass dbname=app", "host=db passfile=/etc/pgms/pgpass dbname=app"},
 	}
 	for _, tt := range tests {
 		got := Redact(tt.in)
@@ -45,10 +48,33 @@ func TestWithoutPassword(t *testing.T) {
 		{"postgres://app:pw@db/app?sslmode=require", "postgres://app@db/app?sslmode=require"},
 		{"postgres://app@db/app?password=pw", "postgres://app@db/app"},
 		{"host=db password=pw dbname=app", "host=db dbname=app"},
+		{"host=db sslpassword=pw sslkey=/k dbname=app", "host=db sslkey=/k dbname=app"},
+		{"postgres://app@db/app?sslpassword=pw&sslmode=verify-full", "postgres://app@db/app?sslmode=verify-full"},
 	}
 	for _, tt := range tests {
 		if got := WithoutPassword(tt.in); got != tt.want {
 			t.Errorf("WithoutPassword(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHasPassword(t *testing.T) {
+	for in, want := range map[string]bool{
+		"postgres://app:pw@db/app":                       true,
+		"postgres://app@db/app?password=pw":              true,
+		"postgres://app:@db/app":                         false,
+		"postgres://app@db/app?sslpassword=pw":           false,
+		"host=db user=app password=pw":                   true,
+		"host=db user=app password='a b'":                true,
+		"host=db user=app password=''":                   false,
+		"host=db user=app sslpassword=pw":                false,
+		"host=db user=app passfile=/etc/pgms/pgpass":     false,
+		"host=db user=app sslcert=/c.pem sslkey=/k.pem":  false,
+		"postgres://app@db/app?passfile=%2Fetc%2Fpgpass": false,
+		"": false,
+	} {
+		if got := HasPassword(in); got != want {
+			t.Errorf("HasPassword(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
@@ -72,6 +98,25 @@ func TestResolve(t *testing.T) {
 	t.Setenv("PGHOST", "")
 	if _, err := Resolve(nil); err == nil || !strings.Contains(err.Error(), "--dsn") {
 		t.Errorf("Resolve with nothing: %v", err)
+	}
+}
+
+func TestParam(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, key, want string
+		ok             bool
+	}{
+		{"postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.crt", "sslrootcert", "/etc/ca.crt", true},
+		{"postgres://u@h/d?sslmode=verify-full", "sslrootcert", "", false},
+		{"host=h sslrootcert='/a b/ca.crt' sslmode=require", "sslrootcert", "/a b/ca.crt", true},
+		{"host=h sslmode = verify-ca", "sslmode", "verify-ca", true},
+		{"host=h mysslmode=x", "sslmode", "", false},
+		{"host=h passfile='/p/it\\'s'", "passfile", "/p/it's", true},
+	} {
+		got, ok := Param(tc.dsn, tc.key)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Param(%q, %q) = %q, %v; want %q, %v", tc.dsn, tc.key, got, ok, tc.want, tc.ok)
+		}
 	}
 }
 

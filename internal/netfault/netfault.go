@@ -168,7 +168,25 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
 // Target returns the address the proxy forwards to.
-func (p *Proxy) Target() string { return p.target }
+func (p *Proxy) Target() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
+}
+
+// Retarget points the proxy at another server, the way a failover moves a
+// service address (a virtual IP, a DNS name) to the promoted standby:
+// open connections are reset, as the old server's are gone anyway, and new
+// ones reach target. The mode is kept.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+	for l := range p.links {
+		l.abort()
+		delete(p.links, l)
+	}
+}
 
 // Mode returns the current mode.
 func (p *Proxy) Mode() Mode {
@@ -360,7 +378,7 @@ func (p *Proxy) serve(l *link) {
 	if _, _, ok := p.admit(l, Upstream, nil, nil); !ok {
 		return
 	}
-	c, err := net.DialTimeout("tcp", p.target, dialTimeout)
+	c, err := net.DialTimeout("tcp", p.Target(), dialTimeout)
 	if err != nil {
 		// The target refused: pass that on as a reset, the nearest thing
 		// the client can see.

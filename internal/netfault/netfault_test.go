@@ -234,6 +234,26 @@ func TestReset(t *testing.T) {
 	}
 }
 
+func TestRetarget(t *testing.T) {
+	first, second := startEcho(t), startEcho(t)
+	p := startProxy(t, first.addr)
+	open := dial(t, p)
+	write(t, open, "a")
+	expect(t, open, "a")
+
+	p.Retarget(second.addr)
+	if p.Target() != second.addr {
+		t.Fatalf("Target = %s, want %s", p.Target(), second.addr)
+	}
+	expectReset(t, open)
+	c := dial(t, p)
+	write(t, c, "b")
+	expect(t, c, "b")
+	if first.accepted.Load() != 1 || second.accepted.Load() != 1 {
+		t.Fatalf("accepted: first %d, second %d; want 1 and 1", first.accepted.Load(), second.accepted.Load())
+	}
+}
+
 func TestSwitchAfter(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

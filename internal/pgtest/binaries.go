@@ -103,19 +103,28 @@ func cachedBinaries(v string) (Binaries, error) {
 	}
 	for _, prog := range []string{"initdb", "postgres", "pg_ctl"} {
 		if st, err := os.Stat(filepath.Join(dir, prog)); err != nil || st.Mode()&0o111 == 0 {
-			return Binaries{}, fmt.Errorf("%s=%d: PostgreSQL %d is not installed in %s (no %s); run: %s",
-				EnvVersion, major, major, dir, prog, install)
+			return Binaries{}, versionMissing(fmt.Sprintf("%s=%d: PostgreSQL %d is not installed in %s (no %s); run: %s",
+				EnvVersion, major, major, dir, prog, install))
 		}
 	}
 	p, err := pgbin.Probe(filepath.Join(dir, "initdb"))
 	if err != nil {
-		return Binaries{}, fmt.Errorf("%s=%d: %s: %v (reinstall: %s)", EnvVersion, major, filepath.Join(dir, "initdb"), err, install)
+		return Binaries{}, versionMissing(fmt.Sprintf("%s=%d: %s: %v (reinstall: %s)", EnvVersion, major, filepath.Join(dir, "initdb"), err, install))
 	}
 	if p.Major != major {
-		return Binaries{}, fmt.Errorf("%s=%d: %s holds PostgreSQL %s (reinstall: %s)", EnvVersion, major, dir, p.Version, install)
+		return Binaries{}, versionMissing(fmt.Sprintf("%s=%d: %s holds PostgreSQL %s (reinstall: %s)", EnvVersion, major, dir, p.Version, install))
 	}
 	return Binaries{Dir: dir, Version: major}, nil
 }
+
+// versionMissing is the error of a cached version that is not installed
+// (or not usable); errors.Is matches it to errVersionMissing.
+type versionMissing string
+
+func (e versionMissing) Error() string { return string(e) }
+
+// Is makes errors.Is(err, errVersionMissing) true.
+func (versionMissing) Is(target error) bool { return target == errVersionMissing }
 
 // CachedClientDir returns the bin directory of the oldest cached client
 // installation (client-N) able to dump servers of major version major, or

@@ -17,7 +17,7 @@ import (
 // are started with pg_ctl, and StopDetached stops them. Settings go into
 // postgresql.conf so that a later pg_ctl start or stop needs no options.
 func StartDetached(ctx context.Context, dir string, names []string, opts Options) ([]*Server, error) {
-	l, err := prepareLocal()
+	l, err := prepareLocal(0)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,10 @@
 // tests end, pass or fail; a test binary killed outright takes its servers
 // with it (parent-death signal) and the next run removes their directories.
 // A test can also make streaming standbys of a server it started, make them
-// synchronous and promote them (standby.go).
+// synchronous and promote them (standby.go), and start servers of its own
+// (pertest.go): of another major version, for moves between versions, or
+// with certificates and a pg_hba.conf of its choosing, for TLS, passwords
+// and roles that are not superusers (tls.go makes the certificates).
 //
 // Other backends, chosen by environment variables:
 //
@@ -30,11 +33,13 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,10 +68,37 @@ type Options struct {
 	// Settings are extra server settings (name → value) on top of
 	// DefaultSettings.
 	Settings map[string]string
+	// Version is the major version of the servers, taken from the cache
+	// scripts/pg-versions.sh fills whatever PGMS_TEST_PG_VERSION says; 0
+	// starts the default version. Local servers only.
+	Version int
+	// HBA, when set, replaces pg_hba.conf, one rule a line. The harness
+	// itself connects as Superuser over TCP from 127.0.0.1 without a
+	// password, so the rules must let it in: start them with
+	// SuperuserTrustRules. Local servers only.
+	HBA []string
+	// Files are written into each server's data directory before it
+	// starts, readable by the server account alone (server certificates
+	// and keys, which ssl_cert_file and ssl_key_file may name relative to
+	// the data directory). Local servers only.
+	Files map[string][]byte
 	// Dir, when set, is where the servers' data directories go instead of
 	// the harness's root (the cached template stays there): a small file
 	// system of the test's own, for example, to run a server out of disk.
 	Dir string
+}
+
+// SuperuserTrustRules are pg_hba.conf rules that let the harness in as
+// Superuser from 127.0.0.1 without a password, for connections and for
+// standbys' replication; rules for other roles follow them in Options.HBA.
+var SuperuserTrustRules = []string{
+	"host all " + Superuser + " 127.0.0.1/32 trust",
+	"host replication " + Superuser + " 127.0.0.1/32 trust",
+}
+
+// localOnly says whether opts ask for something only local servers can do.
+func (o Options) localOnly() bool {
+	return o.Version != 0 || o.HBA != nil || o.Files != nil || o.Dir != ""
 }
 
 // backendStarter starts n servers for a non-default backend.
@@ -79,9 +111,15 @@ var backends = map[string]backendStarter{}
 // selects.
 func Start(ctx context.Context, n int, opts Options) (*Cluster, error) {
 	if dsns := os.Getenv("PGMS_TEST_DSNS"); dsns != "" {
+		if opts.localOnly() {
+			return nil, errors.New("a server of a chosen version, with its own pg_hba.conf or files needs the local backend, not PGMS_TEST_DSNS")
+		}
 		return external(ctx, n, strings.Split(dsns, ","))
 	}
 	if name := os.Getenv("PGMS_TEST_BACKEND"); name != "" && name != "local" {
+		if opts.localOnly() {
+			return nil, fmt.Errorf("a server of a chosen version, with its own pg_hba.conf or files needs the local backend, not PGMS_TEST_BACKEND=%s", name)
+		}
 		start, ok := backends[name]
 		if !ok {
 			return nil, fmt.Errorf("PGMS_TEST_BACKEND=%s is not built into this test binary (build with -tags %s)", name, name)
@@ -100,10 +138,17 @@ type localSetup struct {
 	tmpl string
 }
 
-func prepareLocal() (localSetup, error) {
+// prepareLocal finds the binaries of a major version (0: the default) and
+// makes the template.
+func prepareLocal(version int) (localSetup, error) {
 	var l localSetup
 	var err error
-	if l.bins, err = FindBinaries(); err != nil {
+	if version != 0 {
+		l.bins, err = cachedBinaries(strconv.Itoa(version))
+	} else {
+		l.bins, err = FindBinaries()
+	}
+	if err != nil {
 		return l, err
 	}
 	if l.user, err = resolveServerUser(); err != nil {
@@ -112,7 +157,9 @@ func prepareLocal() (localSetup, error) {
 	if err := checkReachable(l.bins.Dir, l.user); err != nil {
 		return l, err
 	}
-	useCachedClients(l.bins)
+	if version == 0 {
+		useCachedClients(l.bins)
+	}
 	l.root = rootDir()
 	if err := prepareRoot(l.root); err != nil {
 		return l, fmt.Errorf("prepare %s: %w", l.root, err)
@@ -122,7 +169,12 @@ func prepareLocal() (localSetup, error) {
 }
 
 func startLocal(ctx context.Context, n int, opts Options) (*Cluster, error) {
-	l, err := prepareLocal()
+	return startLocalNamed(ctx, n, "s", opts)
+}
+
+// startLocalNamed starts n local servers named prefix0, prefix1, ….
+func startLocalNamed(ctx context.Context, n int, prefix string, opts Options) (*Cluster, error) {
+	l, err := prepareLocal(opts.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +189,7 @@ func startLocal(ctx context.Context, n int, opts Options) (*Cluster, error) {
 			if opts.Dir != "" {
 				root = opts.Dir
 			}
-			servers[i], errs[i] = startServer(ctx, root, fmt.Sprintf("s%d", i), l.bins, l.user, l.tmpl, opts.Settings)
+			servers[i], errs[i] = startServer(ctx, root, fmt.Sprintf("%s%d", prefix, i), l.bins, l.user, l.tmpl, opts)
 		}()
 	}
 	wg.Wait()
@@ -266,6 +318,14 @@ func Databases(t testing.TB, n int) []DB {
 	if len(servers) < n {
 		t.Fatalf("pgtest: test needs %d servers, TestMain started %d", n, len(servers))
 	}
+	return DatabasesOn(t, servers[:n])
+}
+
+// DatabasesOn is Databases on the given servers, such as those
+// StartServers started for one test.
+func DatabasesOn(t testing.TB, servers []*Server) []DB {
+	t.Helper()
+	n := len(servers)
 	name := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_")
 	suffix := fmt.Sprintf("_%d_%d", os.Getpid()%100000, dbCounter.Add(1))
 	if len(name) > 40 {
@@ -276,7 +336,7 @@ func Databases(t testing.TB, n int) []DB {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dbs := make([]DB, n)
-	for i, s := range servers[:n] {
+	for i, s := range servers {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err != nil {
 			t.Fatalf("pgtest: connect to %s: %v", s.Name, err)

@@ -291,7 +291,7 @@ func freePort() (int, error) {
 // startServer creates a data directory from the template and starts a
 // postmaster on a free port, retrying when another process takes the port
 // between picking and binding it.
-func startServer(ctx context.Context, root, name string, bins Binaries, u serverUser, tmpl string, extra map[string]string) (*Server, error) {
+func startServer(ctx context.Context, root, name string, bins Binaries, u serverUser, tmpl string, opts Options) (*Server, error) {
 	dir := filepath.Join(root, fmt.Sprintf("run-%d-%s-%s", os.Getpid(), name, randomSuffix()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
@@ -303,6 +303,10 @@ func startServer(ctx context.Context, root, name string, bins Binaries, u server
 	}
 	if err := os.Chmod(data, 0o700); err != nil {
 		return nil, err
+	}
+	if err := writeDataFiles(data, opts); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start server %s: %w", name, err)
 	}
 	if err := u.own(dir); err != nil {
 		os.RemoveAll(dir)
@@ -316,7 +320,7 @@ func startServer(ctx context.Context, root, name string, bins Binaries, u server
 	for k, v := range DefaultSettings {
 		s.settings[k] = v
 	}
-	for k, v := range extra {
+	for k, v := range opts.Settings {
 		s.settings[k] = v
 	}
 	if err := s.launchOnFreePort(ctx); err != nil {
@@ -364,6 +368,7 @@ func (s *Server) launch(ctx context.Context) error {
 	offset, _ := logFile.Seek(0, io.SeekEnd)
 
 	cmd := exec.Command(s.bins.Path("postgres"), args...)
+	cmd.Env = serverEnv(s.dir)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = s.dir
@@ -416,6 +421,21 @@ func (s *Server) launch(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// serverEnv is the environment of a postmaster: this process's, with HOME
+// the server's own directory. The server's libpq (subscriptions, standbys'
+// WAL receivers) looks there for ~/.postgresql's client certificate and
+// root certificates: not in the home of whoever runs the tests, which the
+// server account may not enter, and whose files must not leak into tests.
+func serverEnv(dir string) []string {
+	env := []string{"HOME=" + dir}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func (s *Server) logSince(offset int64) string {

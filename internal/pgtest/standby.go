@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgms-dev/pgms/internal/pgbin"
 )
 
 // StandbyOptions tune StartStandby.
@@ -144,13 +146,31 @@ func (s *Server) baseBackup(ctx context.Context, data, slot string) error {
 	if slot != "" {
 		args = append(args, "--create-slot", "--slot", slot)
 	}
-	cmd := exec.CommandContext(ctx, s.bins.tool("pg_basebackup"), args...)
+	cmd := exec.CommandContext(ctx, s.basebackupProgram(), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.user.credential}
 	cmd.Dir = filepath.Dir(data)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_basebackup: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// basebackupProgram is the installation's pg_basebackup, or else one of
+// the client programs able to back up a server of this version (the
+// cached builds of scripts/pg-versions.sh have no client programs; the
+// cached Debian clients do).
+func (s *Server) basebackupProgram() string {
+	p := s.bins.tool("pg_basebackup")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if dir := CachedClientDir(s.Version); dir != "" {
+		return filepath.Join(dir, "pg_basebackup")
+	}
+	if found, err := pgbin.Find("pg_basebackup", s.Version); err == nil {
+		return found.Path
+	}
+	return p
 }
 
 // waitStreaming waits until the standby's WAL receiver streams from its

@@ -48,9 +48,18 @@ func ParseConfig(connString string) (*pgx.ConnConfig, error) {
 }
 
 // Connect opens a connection to the node a DSN names. Errors name the node
-// and say the cause in one line.
+// by its address and say the cause in one line.
 func Connect(ctx context.Context, connString string) (*Node, error) {
-	name := dsn.Name(connString)
+	return ConnectAs(ctx, "", connString)
+}
+
+// ConnectAs is Connect for a node known by a name (its name in the
+// topology files): errors and the Node carry that name rather than the
+// address. An empty name means the address.
+func ConnectAs(ctx context.Context, name, connString string) (*Node, error) {
+	if name == "" {
+		name = dsn.Name(connString)
+	}
 	cfg, err := ParseConfig(connString)
 	if err != nil {
 		return nil, err

@@ -7,11 +7,21 @@
 // (moves of 30 shards or more), and runs it as a separate pgms process
 // while faults arrive at seeded random times: immediate server stops,
 // terminated backends (pgms's sessions and claims, walsenders, apply
-// workers, the run lock's holder), a concurrent pgms move, apply and
-// cleanup, DDL on a shard, and SIGKILL of the apply. Then applies run
+// workers, the run lock's holder), network partitions and resets between
+// pgms and a node, a failover of a node to its synchronous standby, a
+// concurrent pgms move, apply and cleanup, DDL on a shard, and SIGKILL of
+// the apply. Then applies run
 // again, without faults, until the plan is empty; the invariants are
 // checked after every apply. The same seed gives the same schedule of
 // faults (their effect depends on timing).
+//
+// pgms reaches every node through a fault proxy of its own (the addresses
+// in the topology files, which the destinations' subscriptions use too);
+// the writers and the checks reach them through a second proxy that only
+// follows failovers, as an application's service address would. Node c
+// has a synchronous streaming standby: a failover stops c at once,
+// promotes the standby and points both of c's addresses at it, then makes
+// a new standby of the promoted server.
 package soak
 
 import (
@@ -33,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgms-dev/pgms/internal/bench/move/workload"
+	"github.com/pgms-dev/pgms/internal/netfault"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 )
 
@@ -97,15 +108,26 @@ done
 
 var nodeNames = []string{"a", "b", "c"}
 
+// failoverNode is the node with a standby; not the state node, whose
+// journal the checks read.
+const failoverNode = 2
+
 type run struct {
 	cfg     Config
 	r       *rand.Rand
 	dir     string
 	servers []*pgtest.Server
-	dsns    []string
-	report  Report
-	writers map[int]*workload.Writer
-	mu      sync.Mutex
+	// dsns are pgms's addresses of the nodes, through proxies that faults
+	// partition and reset; appDSNs the application's, through proxies that
+	// only follow a failover.
+	dsns, appDSNs []string
+	pgmsProxies   []*netfault.Proxy
+	appProxies    []*netfault.Proxy
+	standby       *pgtest.Server
+	standbys      int
+	report        Report
+	writers       map[int]*workload.Writer
+	mu            sync.Mutex
 }
 
 // Run starts three servers of its own, runs the rounds and returns the
@@ -157,7 +179,19 @@ func (rn *run) run(ctx context.Context, began time.Time) (Report, error) {
 		if err != nil {
 			return rn.report, err
 		}
-		rn.dsns = append(rn.dsns, s.DSN("app"))
+		for _, proxies := range []*[]*netfault.Proxy{&rn.pgmsProxies, &rn.appProxies} {
+			p, err := netfault.Start(s.Addr())
+			if err != nil {
+				return rn.report, err
+			}
+			defer p.Close()
+			*proxies = append(*proxies, p)
+		}
+		rn.dsns = append(rn.dsns, proxiedDSN(rn.pgmsProxies[len(rn.pgmsProxies)-1]))
+		rn.appDSNs = append(rn.appDSNs, proxiedDSN(rn.appProxies[len(rn.appProxies)-1]))
+	}
+	if err := rn.newStandby(ctx); err != nil {
+		return rn.report, err
 	}
 	placement := make([]int, cfg.Shards+1) // shard → node index
 	for s := range placement {
@@ -182,9 +216,16 @@ func (rn *run) run(ctx context.Context, began time.Time) (Report, error) {
 		if err := rn.writeTopology(migrate, placement); err != nil {
 			return rn.report, err
 		}
-		rn.applyUnderFaults(ctx)
-		if err := rn.check(ctx, false); err != nil {
-			return rn.report, err
+		// A fault often ends an apply early: the next one continues under
+		// faults, up to a few, so that each round takes many of them.
+		for attempt := 0; attempt < 5; attempt++ {
+			ok := rn.applyUnderFaults(ctx)
+			if err := rn.check(ctx, false); err != nil {
+				return rn.report, err
+			}
+			if ok {
+				break
+			}
 		}
 		if err := rn.converge(ctx); err != nil {
 			return rn.report, err
@@ -202,12 +243,46 @@ func (rn *run) run(ctx context.Context, began time.Time) (Report, error) {
 // countMoves reads from the journal on the state node how many moves
 // succeeded.
 func (rn *run) countMoves(ctx context.Context) {
-	c, err := pgx.Connect(ctx, rn.dsns[0])
+	c, err := pgx.Connect(ctx, rn.appDSNs[0])
 	if err != nil {
 		return
 	}
 	defer c.Close(ctx)
 	c.QueryRow(ctx, "SELECT count(*) FROM microsharding.pgms_steps WHERE kind = 'move' AND outcome = 'succeeded'").Scan(&rn.report.Moves) //nolint:errcheck // zero when unreadable
+}
+
+// proxiedDSN is the address of database app through a proxy.
+func proxiedDSN(p *netfault.Proxy) string {
+	return fmt.Sprintf("postgres://%s@%s/app?sslmode=disable", pgtest.Superuser, p.Addr())
+}
+
+// newStandby makes a standby of the failover node and makes its commits
+// wait for it, so that a failover loses no acknowledged write.
+func (rn *run) newStandby(ctx context.Context) error {
+	rn.standbys++
+	name := fmt.Sprintf("c_standby%d", rn.standbys)
+	sb, err := rn.servers[failoverNode].StartStandby(ctx, pgtest.StandbyOptions{Name: name, Slot: name})
+	if err != nil {
+		return err
+	}
+	rn.standby = sb
+	return rn.servers[failoverNode].SetSynchronousStandbys(ctx, name)
+}
+
+// failover stops the failover node at once, promotes its standby, points
+// the node's addresses at it and gives it a standby of its own.
+func (rn *run) failover(ctx context.Context) error {
+	old, sb := rn.servers[failoverNode], rn.standby
+	if err := old.StopImmediate(); err != nil {
+		return fmt.Errorf("stop %s: %w", old.Name, err)
+	}
+	if err := sb.Promote(ctx); err != nil {
+		return err
+	}
+	rn.pgmsProxies[failoverNode].Retarget(sb.Addr())
+	rn.appProxies[failoverNode].Retarget(sb.Addr())
+	rn.servers[failoverNode] = sb
+	return rn.newStandby(ctx)
 }
 
 func (rn *run) logf(format string, args ...any) {
@@ -246,14 +321,15 @@ func (rn *run) pgms(ctx context.Context, args ...string) (int, string) {
 
 func (rn *run) config() string { return filepath.Join(rn.dir) }
 
-// applyUnderFaults runs one apply while faults arrive, SIGKILL among them.
-func (rn *run) applyUnderFaults(ctx context.Context) {
+// applyUnderFaults runs one apply while faults arrive, SIGKILL among them,
+// and reports whether it succeeded.
+func (rn *run) applyUnderFaults(ctx context.Context) bool {
 	cmd := exec.CommandContext(ctx, rn.cfg.Binary, "apply", "--config", rn.config(), "--auto-approve", "--parallelism", "2", "--progress", "1h")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		rn.logf("apply did not start: %v", err)
-		return
+		return false
 	}
 	rn.report.Applies++
 	done := make(chan error, 1)
@@ -263,7 +339,7 @@ func (rn *run) applyUnderFaults(ctx context.Context) {
 		select {
 		case err := <-done:
 			rn.logf("apply under faults ended: %v; last lines:\n%s", err, tail(out.String(), 4))
-			return
+			return err == nil
 		case <-time.After(wait):
 		}
 		rn.inject(ctx, cmd.Process)
@@ -281,7 +357,7 @@ func tail(s string, n int) string {
 // inject makes one fault happen.
 func (rn *run) inject(ctx context.Context, apply *os.Process) {
 	kinds := []string{"restart", "terminate-pgms", "terminate-walsender", "terminate-apply-worker", "terminate-lock-holder",
-		"concurrent-move", "concurrent-apply", "concurrent-cleanup", "ddl", "sigkill"}
+		"concurrent-move", "concurrent-apply", "concurrent-cleanup", "ddl", "sigkill", "partition", "reset", "failover"}
 	kind := kinds[rn.r.IntN(len(kinds))]
 	node := rn.r.IntN(len(rn.servers))
 	shard := 1 + rn.r.IntN(rn.cfg.Shards)
@@ -314,7 +390,7 @@ func (rn *run) inject(ctx context.Context, apply *os.Process) {
 		// Half the time with its journal and run lock on the destination,
 		// so that only the shard's claims stand between it and the apply.
 		args := []string{"move", fmt.Sprintf("--shard=%d", shard), "--from=" + rn.dsns[node], "--to=" + rn.dsns[to],
-			"--activate-on-destination=yes", "--progress-every=1h"}
+			"--activate-on-destination=yes", "--progress=1h"}
 		if rn.r.IntN(2) == 0 {
 			args = append(args, "--state-dsn="+rn.dsns[to])
 		}
@@ -327,7 +403,7 @@ func (rn *run) inject(ctx context.Context, apply *os.Process) {
 		code, out := rn.pgms(ctx, "cleanup", "--yes", "--dsn", rn.dsns[0], "--dsn", rn.dsns[1], "--dsn", rn.dsns[2])
 		rn.logf("fault: concurrent pgms cleanup: exit %d: %s", code, lastLine(out))
 	case "ddl":
-		c, err := pgx.Connect(ctx, rn.dsns[node])
+		c, err := pgx.Connect(ctx, rn.appDSNs[node])
 		if err == nil {
 			_, err = c.Exec(ctx, fmt.Sprintf(`DO $$ BEGIN
 				IF to_regnamespace('sh%04d') IS NOT NULL THEN
@@ -339,6 +415,22 @@ func (rn *run) inject(ctx context.Context, apply *os.Process) {
 	case "sigkill":
 		apply.Signal(syscall.SIGKILL)
 		rn.logf("fault: SIGKILL of the apply")
+	case "partition":
+		// Bytes stop between pgms (and the subscriptions reading from the
+		// node) and the node; nothing errors until it heals.
+		d := time.Duration(500+rn.r.IntN(5500)) * time.Millisecond
+		rn.logf("fault: partition between pgms and node %s for %v", nodeNames[node], d)
+		rn.pgmsProxies[node].Set(netfault.Blackhole)
+		time.Sleep(d)
+		rn.pgmsProxies[node].Set(netfault.Pass)
+	case "reset":
+		rn.logf("fault: every connection between pgms and node %s reset", nodeNames[node])
+		rn.pgmsProxies[node].Set(netfault.Reset)
+		time.Sleep(time.Duration(50+rn.r.IntN(500)) * time.Millisecond)
+		rn.pgmsProxies[node].Set(netfault.Pass)
+	case "failover":
+		err := rn.failover(ctx)
+		rn.logf("fault: failover of node %s to its synchronous standby: %v", nodeNames[failoverNode], err)
 	}
 }
 
@@ -399,7 +491,7 @@ func (rn *run) converge(ctx context.Context) error {
 // that nothing is left over on any node.
 func (rn *run) check(ctx context.Context, settled bool) error {
 	seen := map[string][]string{}
-	for i, d := range rn.dsns {
+	for i, d := range rn.appDSNs {
 		c, err := pgx.Connect(ctx, d)
 		if err != nil {
 			if settled {
@@ -440,7 +532,7 @@ func (rn *run) check(ctx context.Context, settled bool) error {
 func (rn *run) startWriters(ctx context.Context) {
 	for _, s := range rn.r.Perm(rn.cfg.Shards)[:min(rn.cfg.Writers, rn.cfg.Shards)] {
 		shard := s + 1
-		w, err := workload.Start(ctx, workload.Config{DSNs: rn.dsns, Schema: fmt.Sprintf("sh%04d", shard), Table: "items",
+		w, err := workload.Start(ctx, workload.Config{DSNs: rn.appDSNs, Schema: fmt.Sprintf("sh%04d", shard), Table: "items",
 			Interval: 5 * time.Millisecond, UpdateShare: 0.4})
 		if err != nil {
 			rn.logf("writer of shard %d: %v", shard, err)
@@ -465,7 +557,7 @@ func (rn *run) verify(ctx context.Context) error {
 		rn.report.Violations = append(rn.report.Violations, st.Violations...)
 		schema := fmt.Sprintf("sh%04d", shard)
 		home := -1
-		for i, d := range rn.dsns {
+		for i, d := range rn.appDSNs {
 			c, err := pgx.Connect(ctx, d)
 			if err != nil {
 				return err

@@ -5,7 +5,10 @@
 //
 // Each version's servers come from the cache scripts/pg-versions.sh fills
 // (PGMS_TEST_PG_VERSION), and PGMS_PG_BIN points at the cached client
-// programs suited to it, so that pgms finds a pg_dump able to dump it. The
+// programs suited to it, so that pgms finds a pg_dump able to dump it.
+// Tests that start servers of other versions themselves (moves between
+// majors) fail rather than skip when those are missing
+// (PGMS_REQUIRE_PG_VERSIONS=1). The
 // version "local" runs on the machine's own installation, as make test does.
 // go test's JSON output of every run is kept in -logs.
 package main
@@ -19,13 +22,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-var defaultPackages = []string{"./sql", "./state", "./executor", "./cmd/pgms"}
+var defaultPackages = []string{"./sql", "./state", "./executor", "./executor/asused", "./cmd/pgms"}
 
 // event is one line of go test -json.
 type event struct {
@@ -43,7 +47,26 @@ type pkgResult struct {
 	elapsed             time.Duration
 	failures, skips     []string // test names
 	output              map[string][]string
+	// tests holds the outcome of every test and subtest by name.
+	tests map[string]testResult
 }
+
+// testResult is one test's outcome in one version's run.
+type testResult struct {
+	action  string // pass, fail or skip
+	elapsed time.Duration
+}
+
+// highlights are the tests of PostgreSQL as users run it, shown per
+// version in a table of their own: moves between majors, least privilege,
+// TLS and passwords, failover slots, binary initial sync.
+var highlights = []string{
+	"TestMoveToNewerMajor", "TestMovePrivileges", "TestMoveOverTLS", "TestApplyAsUsed", "TestFailoverSlots", "TestNativeCopyBinary",
+}
+
+// highlightSubtests are the highlighted tests whose subtests are shown too:
+// the pairs of versions moved between, the ways a subscription connects.
+var highlightSubtests = []string{"TestMoveToNewerMajor", "TestMoveOverTLS"}
 
 type run struct {
 	version string
@@ -83,7 +106,9 @@ func main() {
 func runVersion(v string, pkgs []string, parallel int, timeout, logs, script string) *run {
 	r := &run{version: v, pkgs: map[string]*pkgResult{}}
 	env := os.Environ()
-	env = append(env, "PGMS_REQUIRE_POSTGRES=1")
+	// Every version is installed before the runs, so a test asking for a
+	// version that is missing fails instead of skipping.
+	env = append(env, "PGMS_REQUIRE_POSTGRES=1", "PGMS_REQUIRE_PG_VERSIONS=1")
 	if v != "local" {
 		out, err := exec.Command(script, "client-dir", v).Output()
 		if err != nil {
@@ -147,12 +172,15 @@ func parse(r io.Reader, run *run) {
 		}
 		p := run.pkgs[e.Package]
 		if p == nil {
-			p = &pkgResult{result: "no result", output: map[string][]string{}}
+			p = &pkgResult{result: "no result", output: map[string][]string{}, tests: map[string]testResult{}}
 			run.pkgs[e.Package] = p
 		}
 		top := e.Test
 		if i := strings.IndexByte(top, '/'); i >= 0 {
 			top = top[:i]
+		}
+		if e.Test != "" && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip") {
+			p.tests[e.Test] = testResult{action: e.Action, elapsed: time.Duration(e.Elapsed * float64(time.Second))}
 		}
 		switch {
 		case e.Action == "output":
@@ -209,6 +237,7 @@ func report(w io.Writer, runs []*run, pkgs []string, logs string) (failed bool) 
 		fmt.Fprintf(tw, "%s\t\t(all, wall clock)\t\t\t%.1fs\n", r.version, r.wall.Seconds())
 	}
 	tw.Flush()
+	writeHighlights(w, runs)
 
 	for _, r := range runs {
 		for _, pkg := range pkgs {
@@ -255,6 +284,62 @@ func report(w io.Writer, runs []*run, pkgs []string, logs string) (failed bool) 
 	}
 	fmt.Fprintf(w, "\ngo test -json output: %s\n", logs)
 	return failed
+}
+
+// writeHighlights prints, for each highlighted test that ran, one line per
+// test and subtest with its outcome and time on every version.
+func writeHighlights(w io.Writer, runs []*run) {
+	found := map[string]map[string]testResult{} // test → version → result
+	var names []string
+	for _, r := range runs {
+		for _, p := range r.pkgs {
+			for name, res := range p.tests {
+				top, _, sub := strings.Cut(name, "/")
+				if !slices.Contains(highlights, top) || sub && !slices.Contains(highlightSubtests, top) {
+					continue
+				}
+				if found[name] == nil {
+					found[name] = map[string]testResult{}
+					names = append(names, name)
+				}
+				found[name][r.version] = res
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ti, _, _ := strings.Cut(names[i], "/")
+		tj, _, _ := strings.Cut(names[j], "/")
+		if ti != tj {
+			return slices.Index(highlights, ti) < slices.Index(highlights, tj)
+		}
+		return names[i] < names[j]
+	})
+	fmt.Fprintln(w, "\nPostgreSQL as users run it (result, seconds):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "test"
+	for _, r := range runs {
+		header += "	" + r.version
+	}
+	fmt.Fprintln(tw, header)
+	for _, name := range names {
+		line := name
+		for _, r := range runs {
+			res, ok := found[name][r.version]
+			switch {
+			case !ok:
+				line += "	-"
+			case res.action == "pass":
+				line += fmt.Sprintf("	pass %.1f", res.elapsed.Seconds())
+			default:
+				line += "	" + res.action
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
 }
 
 func tail(lines []string, n int) string {

@@ -1,0 +1,4 @@
+node "a" {
+  dsn           = env("PGMS_DSN_A")
+  publisher_dsn = env("PGMS_EMPTY")
+}
