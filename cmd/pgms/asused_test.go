@@ -107,8 +107,8 @@ node "c" { dsn = env("PGMS_DSN_C") }
 		t.Errorf("not converged: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	run("status", "--config", dir).must(t)
-	run("status", "--config", dir, "--json").must(t)
-	run("list", "--dsn", dsns[0], "--dsn", dsns[1], "--dsn", dsns[2], "--json").must(t)
+	run("status", "--config", dir, "--format", "json").must(t)
+	run("list", "--dsn", dsns[0], "--dsn", dsns[1], "--dsn", dsns[2], "--format", "json").must(t)
 
 	for i, want := range []string{"{sh0003,sh0004}", "{sh0006}", "{sh0001,sh0002,sh0005}"} {
 		var got string
