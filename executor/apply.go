@@ -135,6 +135,10 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	if len(current) > 0 {
 		stages = append(stages, current)
 	}
+	// A missing grant found halfway would leave the apply half done.
+	if err := a.checkPrivileges(ctx); err != nil {
+		return ApplyResult{Steps: a.res}, err
+	}
 	var failed error
 	for _, stage := range stages {
 		if failed != nil || ctx.Err() != nil {
@@ -430,20 +434,11 @@ func (a *applier) runMoves(ctx context.Context, stage []int) error {
 
 func (a *applier) move(ctx context.Context, i int) {
 	s := a.plan.Steps[i]
-	c := a.env.Topology.Cluster
 	a.begin(ctx, i)
 	started := time.Now()
-	from, ferr := a.dsnOf(s.From)
-	to, terr := a.dsnOf(s.To)
 	var res MoveResult
-	err := errors.Join(ferr, terr)
+	spec, err := a.moveSpec(s)
 	if err == nil {
-		spec := MoveSpec{
-			Shard: s.Shards.From, Schema: s.Schemas[0],
-			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
-			Activate: s.Activate, KeepInactive: !s.Activate,
-			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
-		}
 		res, err = Move(ctx, spec, a.env.Journal, a.env.Reporter)
 	}
 	a.mu.Lock()
@@ -456,6 +451,19 @@ func (a *applier) move(ctx context.Context, i int) {
 		a.logf("[%d/%d] %s: write pause %s (lock to commit %s), %d cutover retries", i+1, len(a.plan.Steps), s.Schemas[0],
 			res.Pause.Round(10*time.Microsecond), res.Core.Round(10*time.Microsecond), res.Retries)
 	}
+}
+
+// moveSpec is what Move needs for a move step.
+func (a *applier) moveSpec(s planner.Step) (MoveSpec, error) {
+	from, ferr := a.dsnOf(s.From)
+	to, terr := a.dsnOf(s.To)
+	c := a.env.Topology.Cluster
+	return MoveSpec{
+		Shard: s.Shards.From, Schema: s.Schemas[0],
+		From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
+		Activate: s.Activate, KeepInactive: !s.Activate,
+		LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
+	}, errors.Join(ferr, terr)
 }
 
 // runCleanup drops the leftovers of a stage: first the partial copies of
