@@ -51,6 +51,9 @@ type (
 		// renamed schema, $1 replaced by the quoted table name (the
 		// DEACTIVATE_SQL of pg-microsharding). Optional.
 		DeactivateSQL string
+		// Verify is the level of the moves' verification gate: "off",
+		// "count" or "full"; empty: the executor's default.
+		Verify        string
 		CleanupAfter  time.Duration // default 168h
 		LibrarySchema string        // default "microsharding"
 		// StateNode names the node holding the apply journal; default
@@ -221,4 +224,19 @@ func WithLookupEnv(lookup func(name string) (string, bool)) Option {
 // offline checks run where the secrets are not available.
 func AllowUnsetEnv() Option {
 	return func(o *options) { o.allowUnsetEnv = true }
+}
+
+// VerifyLevels are the values verify accepts in the cluster block.
+var VerifyLevels = []string{"off", "count", "full"}
+
+// DefaultVerify is the verification level of moves when the files name
+// none.
+const DefaultVerify = "full"
+
+// VerifyLevel is the cluster's verification level, the default filled in.
+func (t *Topology) VerifyLevel() string {
+	if t == nil || t.Cluster.Verify == "" {
+		return DefaultVerify
+	}
+	return t.Cluster.Verify
 }

@@ -130,6 +130,10 @@ type MoveOptions struct {
 	// long (a cut link, a stuck apply worker) stops the move, keeping the
 	// copy so that running the move again continues it. Default 60s.
 	StallTimeout time.Duration
+	// Verify is the verification gate's level (VerifyLevels): the fast
+	// copy is compared with the snapshot it was copied from before
+	// streaming starts. Default DefaultVerify.
+	Verify string
 }
 
 // Defaults of MoveOptions, for flag definitions and documentation.
@@ -194,6 +198,9 @@ func (o MoveOptions) withDefaults() MoveOptions {
 	if o.CopyRangeBytes == 0 {
 		o.CopyRangeBytes = 1 << 30
 	}
+	if o.Verify == "" {
+		o.Verify = DefaultVerify
+	}
 	return o
 }
 
@@ -227,6 +234,8 @@ type MoveResult struct {
 	Tables  int
 	Bytes   int64 // size of the source tables copied
 	Rows    int64 // rows written by the initial copy on the destination
+	// Verify says what the verification gate compared (nil: level off).
+	Verify *VerifyResult
 }
 
 // ErrInterrupted wraps the context's error when a move stopped at a safe
@@ -355,6 +364,9 @@ func newMove(spec MoveSpec, rep Reporter) (*move, error) {
 		m.spec.To.Name = dsn.Name(spec.To.DSN)
 	}
 	if err := CheckCutoverLockTimeout(m.opts.LockTimeout); err != nil {
+		return nil, err
+	}
+	if err := CheckVerify(m.opts.Verify); err != nil {
 		return nil, err
 	}
 	var err error
@@ -487,6 +499,17 @@ func (m *move) run(ctx context.Context) error {
 		return fmt.Errorf("%w; the copy is complete on %s as %s, but replication objects may be left: run pgms cleanup, or the same move again (which makes a fresh copy)", err, m.dst.Name, m.res.NewSchema)
 	case m.committed:
 		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
+	case errors.Is(err, errVerifyMismatch):
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		// The source's slot and publication go (a slot retains WAL); the
+		// copy stays, still marked as unfinished and never subscribed, so
+		// that both can be compared.
+		if kerr := m.dropReplication(kctx); kerr != nil {
+			return fmt.Errorf("%w; dropping the source's slot and publication failed: %w (run pgms cleanup)", err, kerr)
+		}
+		return fmt.Errorf("%w. Nothing was switched: %s is still served by %s. The copy is kept on %s, marked as unfinished and not subscribed, for inspection; the slot and publication are dropped. Running the move again starts a fresh copy (pgms cleanup removes the kept one)",
+			err, m.schema, m.src.Name, m.dst.Name)
 	case !m.touched:
 		return err
 	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:

@@ -155,8 +155,8 @@ func (f *fastCopy) Start(ctx context.Context, m *move) (err error) {
 // the post-data section, so that the subscription's copy maintains every
 // index, then the slot and a copying subscription.
 func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
-	f.native = true
 	m.event(PhaseReplicate, EventWarning, "the fast copy cannot run: "+why+"; using the native copy instead (slower: the subscription copies the tables into their indexes)")
+	f.native = true
 	script, err := m.dumpSchema(ctx, "--section=post-data")
 	if err != nil {
 		return err
@@ -170,9 +170,11 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 
 func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 	if f.native {
+		m.verifySkipped("the native copy has no snapshot to compare with (the fast copy could not run)")
 		return m.waitSubscriptionReady(ctx)
 	}
 	if !f.started {
+		m.verifySkipped("the copy was resumed from an earlier run, whose snapshot ended with it")
 		// A subscription found at preflight: an earlier run's, maybe not
 		// streaming yet if that run ended just after creating it.
 		if err := m.waitSubscriptionReady(ctx); err != nil {
@@ -186,20 +188,26 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 		parts = fmt.Sprintf(" in %d parts", len(f.units))
 	}
 	began := time.Now()
-	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
-	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, func(ctx context.Context) (string, error) {
+	postData := func(ctx context.Context) (string, error) {
 		select {
 		case dumped := <-f.dump:
 			return dumped.script, dumped.err
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
-	})
+	}
+	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
+	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, postData)
 	if err != nil {
 		return err
 	}
 	if err := fault.Point(ctx, "move.backfill.indexed"); err != nil {
 		return err
+	}
+	if m.verifiesCopy() {
+		if err := m.verifyCopy(ctx, f.workers, f.plan); err != nil {
+			return err
+		}
 	}
 	f.Release()
 	m.subPhase(ctx, "subscribe", fmt.Sprintf("rows, indexes and constraints in place after %v; subscribing from the end of the snapshot", time.Since(began).Round(time.Millisecond)))

@@ -171,12 +171,15 @@ func (j *backfillJob) work(w *copyWorker) {
 				}
 			}
 		}
-		// The snapshot is no longer needed by this session.
-		if _, err := execSimple(j.ctx, w.src.Conn, "COMMIT"); err != nil {
-			j.cancel(pgutil.Wrap(err, "node %s: end a copy transaction", m.src.Name))
-			return
+		// The snapshot is no longer needed by this session, unless the
+		// verification gate compares the copy with it afterwards.
+		if !m.verifiesCopy() {
+			if _, err := execSimple(j.ctx, w.src.Conn, "COMMIT"); err != nil {
+				j.cancel(pgutil.Wrap(err, "node %s: end a copy transaction", m.src.Name))
+				return
+			}
+			w.src.Close()
 		}
-		w.src.Close()
 	}
 	conn := w.dst.Conn.PgConn()
 	lastSetup := ""
