@@ -88,6 +88,7 @@ func clusterBlock(t *Topology) *hclwrite.Block {
 	}
 	str("weight_sql", c.WeightSQL, "")
 	str("deactivate_sql", c.DeactivateSQL, "")
+	str("verify", c.Verify, "")
 	if c.CleanupAfter != 0 && c.CleanupAfter != def.CleanupAfter {
 		b.SetAttributeValue("cleanup_after", cty.StringVal(units.FormatDuration(c.CleanupAfter)))
 	}

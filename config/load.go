@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,7 +33,7 @@ var (
 	clusterSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "schema_prefix"}, {Name: "schema_digits"}, {Name: "migrate_command"},
 		{Name: "weight_sql"}, {Name: "deactivate_sql"}, {Name: "cleanup_after"},
-		{Name: "library_schema"}, {Name: "state_node"},
+		{Name: "library_schema"}, {Name: "state_node"}, {Name: "verify"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"},
@@ -357,6 +358,16 @@ func (l *loader) cluster(blocks []blockIn) {
 	}
 	if attr := a["deactivate_sql"]; attr != nil {
 		c.DeactivateSQL, _ = l.str(attr, b.ctx)
+	}
+	if attr := a["verify"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			if slices.Contains(VerifyLevels, s) {
+				c.Verify = s
+			} else {
+				l.errorf(attr.Expr.Range(), "Invalid verification level",
+					"verify must be one of %s: how a move compares its copy with the source before switching over.", strings.Join(VerifyLevels, ", "))
+			}
+		}
 	}
 	if attr := a["cleanup_after"]; attr != nil {
 		if s, ok := l.str(attr, b.ctx); ok {

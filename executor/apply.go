@@ -38,8 +38,8 @@ type ApplyEnv struct {
 	// Parallelism bounds the moves running at once; each node also bounds
 	// the moves it takes part in (max_concurrent_moves).
 	Parallelism int
-	// Move tunes every move; the topology's deactivate_sql fills
-	// DeactivateSQL when it is empty.
+	// Move tunes every move; the topology's deactivate_sql and verify
+	// fill DeactivateSQL and Verify when they are empty.
 	Move MoveOptions
 	// Log receives a line as each step starts and ends.
 	Log io.Writer
@@ -111,6 +111,9 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	}
 	if env.Move.DeactivateSQL == "" {
 		env.Move.DeactivateSQL = env.Topology.Cluster.DeactivateSQL
+	}
+	if env.Move.Verify == "" {
+		env.Move.Verify = env.Topology.Cluster.Verify
 	}
 	a := &applier{env: env, plan: p, nodes: map[string]*pgutil.Node{}}
 	defer a.closeNodes()

@@ -533,6 +533,9 @@ func (b *planBuilder) addMove(n int, from string, r config.ShardRange, resume bo
 	}
 	step := Step{Kind: StepMove, From: from, To: r.Node, Shards: &Range{n, n}, Schemas: []string{b.in.Desired.SchemaName(n)},
 		Activate: r.Active, Resume: resume, Bytes: bytes, Source: config.Pos(r.DeclRange), Reason: reason}
+	if !resume {
+		step.Verify = b.in.Desired.VerifyLevel()
+	}
 	b.moves = append(b.moves, step)
 	b.movesBySrc[from]++
 	if resume {

@@ -89,6 +89,9 @@ type Step struct {
 	Code string `json:"code,omitempty"`
 	// NodeID is, for a retire step, the pgms id of the node retired.
 	NodeID string `json:"node_id,omitempty"`
+	// Verify is, for a move, the level of the gate that compares the copy
+	// with the source before the switch (the files' verify).
+	Verify string `json:"verify,omitempty"`
 }
 
 // Symbol is the one-character mark of a step in the text plan.

@@ -70,7 +70,7 @@ func Headline(s Step) string {
 		if s.Resume && s.Bytes == 0 {
 			size = "" // the source is renamed already; its size was not read
 		}
-		return fmt.Sprintf("%s %s from %s to %s%s%s", verb, shardsLabel(s), s.From, s.To, size, then)
+		return fmt.Sprintf("%s %s from %s to %s%s%s%s", verb, shardsLabel(s), s.From, s.To, size, then, verifyLabel(s.Verify))
 	case StepCleanup:
 		size := ""
 		switch {
@@ -397,4 +397,16 @@ func (JSON) Render(w io.Writer, p *Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
+}
+
+// verifyLabel shows a move's verification level; a plan file written
+// before the field existed has none.
+func verifyLabel(level string) string {
+	switch level {
+	case "":
+		return ""
+	case "off":
+		return ", not verified"
+	}
+	return ", verify " + level
 }

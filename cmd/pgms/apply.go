@@ -30,6 +30,7 @@ func newApplyCommand() *cobra.Command {
 		maxPause    time.Duration
 		progress    time.Duration
 		copyMode    string
+		verify      string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -65,6 +66,9 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 			if err := executor.CheckCutoverLockTimeout(cutoverWait); err != nil {
 				return fmt.Errorf("--cutover-lock-timeout: %w", err)
 			}
+			if err := executor.CheckVerify(verify); err != nil {
+				return fmt.Errorf("--verify: %w", err)
+			}
 			req := runner.ApplyRequest{
 				LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
@@ -78,7 +82,7 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 					fmt.Fprintf(out, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
 				},
 				Parallelism: parallelism,
-				Move:        executor.MoveOptions{LockTimeout: cutoverWait, MaxPause: maxPause, Strategy: copyMode},
+				Move:        executor.MoveOptions{LockTimeout: cutoverWait, MaxPause: maxPause, Strategy: copyMode, Verify: verify},
 				Log:         out, Output: stderr, Reporter: executor.NewLineReporter(stderr, progress),
 			}
 			if len(args) == 1 {
@@ -132,6 +136,7 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 	cmd.Flags().DurationVar(&maxPause, "max-pause", executor.DefaultMaxPause, "write-pause budget of a cutover attempt before it backs off")
 	cmd.Flags().DurationVar(&progress, "progress", 5*time.Second, "interval of progress lines during moves")
 	cmd.Flags().StringVar(&copyMode, "copy", "fast", "how moves copy tables: fast (parallel COPY from the slot's snapshot, indexes built after) or native (the subscription copies them)")
+	cmd.Flags().StringVar(&verify, "verify", "", verifyFlagHelp+" (default: the files' verify, else "+executor.DefaultVerify+")")
 	return cmd
 }
 

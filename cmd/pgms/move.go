@@ -99,6 +99,9 @@ a run lock another run holds.`,
 			if !slices.Contains(executor.CopyStrategies, opts.Strategy) {
 				return fmt.Errorf("--copy=%s: use %s", opts.Strategy, strings.Join(executor.CopyStrategies, " or "))
 			}
+			if err := executor.CheckVerify(opts.Verify); err != nil {
+				return fmt.Errorf("--verify: %w", err)
+			}
 			if dsn.Name(from) == dsn.Name(to) {
 				return fmt.Errorf("--from and --to name the same database (%s)", dsn.Name(from))
 			}
@@ -154,6 +157,7 @@ a run lock another run holds.`,
 	f.DurationVar(&progressEvery, "progress-every", 5*time.Second, "how often progress lines are printed during the copy")
 	f.StringVar(&opts.Strategy, "copy", "fast", "how the tables are copied: fast (parallel COPY from the slot's snapshot, indexes built after the data) or native (the subscription copies them); fast falls back to native, saying why, where it cannot run")
 	f.IntVar(&opts.CopyWorkers, "copy-workers", 0, "tables copied, and indexes built, at once by the fast copy (default: this machine's CPUs, 2 to 8)")
+	f.StringVar(&opts.Verify, "verify", executor.DefaultVerify, verifyFlagHelp)
 	return cmd
 }
 
@@ -247,6 +251,9 @@ func printMoveResult(w io.Writer, spec executor.MoveSpec, r executor.MoveResult)
 			rate = fmt.Sprintf(", %s/s", units.FormatBytes(float64(r.Bytes)/s))
 		}
 		fmt.Fprintf(w, "  copied %s, %s, %d rows in %s%s\n", plural(r.Tables, "table"), units.FormatBytes(float64(r.Bytes)), r.Rows, r.Backfill.Round(time.Millisecond), rate)
+	}
+	if r.Verify != nil {
+		fmt.Fprintf(w, "  %s\n", r.Verify)
 	}
 	if r.Pause > 0 {
 		fmt.Fprintf(w, "  writers blocked at most %s (lock wait and pause of any cutover attempt); write pause %s (lock to commit %s), %s\n",

@@ -200,6 +200,9 @@ func renderStep(w io.Writer, s state.StepRow, now time.Time) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	if s.Verify != "" {
+		fmt.Fprintf(w, "    %s\n", s.Verify)
+	}
 	if s.LagBytes != nil && s.Outcome == state.OutcomeRunning {
 		fmt.Fprintf(w, "    replication lag %s\n", units.FormatBytes(float64(*s.LagBytes)))
 	}
