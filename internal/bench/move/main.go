@@ -15,6 +15,11 @@
 // of both servers (every process of each postmaster, from /proc), pgms's
 // peak memory, and what the writer saw; at the end it checks that no
 // acknowledged write was lost.
+//
+// A strategy may name the verification level of the move's gate after a
+// colon (-copy fast:off,fast:count,fast:full): the report then gives each
+// verification's time against the copy it checked, and the pauses by
+// level.
 package main
 
 import (
@@ -28,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -72,7 +78,7 @@ var fill = []struct {
 func main() {
 	sizeFlag := flag.String("size", "1GB", "approximate heap size of the shard")
 	moves := flag.Int("moves", 2, "rounds of moves, one move per copy strategy each, alternating direction")
-	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy)")
+	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy), each optionally with a verification level (fast:full)")
 	workers := flag.Int("copy-workers", 0, "pgms move --copy-workers (0: pgms's default)")
 	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
 	flag.Parse()
@@ -400,6 +406,8 @@ type moveRow struct {
 	writerMax time.Duration
 	pgmsCPU   time.Duration
 	serverCPU time.Duration // both servers, -1 when unknown
+	// verify is the verification gate's time (0: none), inside backfill.
+	verify time.Duration
 	// syncCopy is, for the native copy, the time from the subscription's
 	// apply worker starting to the last table synchronisation finishing,
 	// from the destination's log: pgms polls the copy once a second, so
@@ -407,13 +415,17 @@ type moveRow struct {
 	syncCopy time.Duration
 }
 
-// copyTime is the backfill, or the native copy's time from the log.
+// copyTime is the backfill without the verification, or the native
+// copy's time from the log.
 func (r moveRow) copyTime() time.Duration {
 	if r.syncCopy > 0 {
 		return r.syncCopy
 	}
-	return r.backfill
+	return r.backfill - r.verify
 }
+
+// verifyTime reads the gate's time from the journal's line ("…; 123.4 ms").
+var verifyTime = regexp.MustCompile(`; ([0-9.]+) ms$`)
 
 // tableSyncTime reads the native copy's duration from the destination's
 // log, or returns 0.
@@ -444,8 +456,12 @@ func tableSyncTime(log string) time.Duration {
 // journal on the state node.
 func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strategy string, workers int) (moveRow, error) {
 	var r moveRow
+	strategy, level, _ := strings.Cut(strategy, ":")
 	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
 		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=" + strategy}
+	if level != "" {
+		args = append(args, "--verify="+level)
+	}
 	if workers > 0 {
 		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
 	}
@@ -468,10 +484,16 @@ func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strate
 		r.maxRSS = ru.Maxrss * 1024
 	}
 	var backfill, pause, core *float64
-	err = stateNode.conn.QueryRow(ctx, `SELECT backfill_ms, pause_ms, core_ms, bytes, rows, retries
-		FROM microsharding.pgms_steps ORDER BY id DESC LIMIT 1`).Scan(&backfill, &pause, &core, &r.bytes, &r.rows, &r.retries)
+	var verify string
+	err = stateNode.conn.QueryRow(ctx, `SELECT backfill_ms, pause_ms, core_ms, bytes, rows, retries, COALESCE(verify, '')
+		FROM microsharding.pgms_steps ORDER BY id DESC LIMIT 1`).Scan(&backfill, &pause, &core, &r.bytes, &r.rows, &r.retries, &verify)
 	if err != nil {
 		return r, err
+	}
+	if m := verifyTime.FindStringSubmatch(verify); m != nil {
+		var v float64
+		fmt.Sscan(m[1], &v)
+		r.verify = time.Duration(v * float64(time.Millisecond))
 	}
 	ms := func(p *float64) time.Duration {
 		if p == nil {
@@ -541,19 +563,19 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 	fmt.Fprintf(w, "floor raw parallel binary COPY (one stream per table, all at once, primary keys in place): %v into tables with their indexes, %v with secondary indexes built after; taking %v\n\n",
 		f.withIndexes.Round(time.Millisecond), f.indexesAfter.Round(time.Millisecond), f.raw.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "move\tdir\tcopy\twall\tbackfill\tcopy time\tMB/s\t× pg_dump|psql\t× raw COPY\tpgms CPU\tservers CPU\tpause\tcore\tretries\twriter max\tpgms peak RSS\t")
+	fmt.Fprintln(tw, "move\tdir\tcopy\twall\tbackfill\tcopy time\tverify\t× copy\tMB/s\t× pg_dump|psql\t× raw COPY\tpgms CPU\tservers CPU\tpause\tcore\tretries\twriter max\tpgms peak RSS\t")
 	byCopy := map[string][]moveRow{}
 	var pauses, cores []time.Duration
 	for _, r := range rows {
 		byCopy[r.copy] = append(byCopy[r.copy], r)
 		pauses, cores = append(pauses, r.pause), append(cores, r.core)
 		c := r.copyTime()
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.2f s\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(), c.Seconds(),
-			float64(r.bytes)/c.Seconds()/(1<<20), c.Seconds()/f.dump.wall.Seconds(), c.Seconds()/f.raw.Seconds(),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.2f s\t%.2f s\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(), c.Seconds(),
+			r.verify.Seconds(), r.verify.Seconds()/c.Seconds(), float64(r.bytes)/c.Seconds()/(1<<20), c.Seconds()/f.dump.wall.Seconds(), c.Seconds()/f.raw.Seconds(),
 			r.pgmsCPU.Seconds(), cpuText(r.serverCPU), ms(r.pause), ms(r.core), r.retries, ms(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(copy time: the backfill, but for the native copy the table synchronisation as the destination's log times it, since pgms polls it once a second)")
+	fmt.Fprintln(w, "(copy time: the backfill without the verification, but for the native copy the table synchronisation as the destination's log times it, since pgms polls it once a second; verify: the gate's time, × copy its share of the copy time)")
 
 	fmt.Fprintln(w)
 	medians := map[string]time.Duration{}
@@ -569,6 +591,18 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		medians[c] = median(times)
 		fmt.Fprintf(w, "%s copy: copy time median %.2f s = %.2f× pg_dump | psql, %.2f× raw parallel COPY; pgms CPU median %.2f s, servers %s s\n",
 			c, medians[c].Seconds(), medians[c].Seconds()/f.dump.wall.Seconds(), medians[c].Seconds()/f.raw.Seconds(), median(pgmsCPU).Seconds(), cpuText(median(serverCPU)))
+		var verifies, ratios, levelPauses []time.Duration
+		for _, r := range rs {
+			levelPauses = append(levelPauses, r.pause)
+			if r.verify > 0 {
+				verifies = append(verifies, r.verify)
+				ratios = append(ratios, time.Duration(float64(time.Second)*r.verify.Seconds()/r.copyTime().Seconds()))
+			}
+		}
+		if strings.Contains(c, ":") {
+			fmt.Fprintf(w, "  %s: verification median %.2f s = %.2f× its copy time; write pause median %s, max %s\n",
+				c, median(verifies).Seconds(), median(ratios).Seconds(), ms(median(levelPauses)), ms(slices.Max(levelPauses)))
+		}
 	}
 	medPause, maxPause := median(pauses), slices.Max(pauses)
 	fmt.Fprintf(w, "write pause: median %s, max %s; lock to commit: median %s, max %s\n", ms(medPause), ms(maxPause), ms(median(cores)), ms(slices.Max(cores)))
@@ -589,7 +623,11 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		return "MISSED"
 	}
 	targets := []string{fmt.Sprintf("median pause < 30 ms: %s", check(medPause < 30*time.Millisecond))}
-	if fast, ok := medians["fast"]; ok {
+	fast, ok := medians["fast"]
+	if !ok {
+		fast, ok = medians["fast:off"]
+	}
+	if ok {
 		targets = append(targets, fmt.Sprintf("fast copy within 1.15× pg_dump | psql: %s", check(fast.Seconds() <= 1.15*f.dump.wall.Seconds())))
 		if native, ok := medians["native"]; ok {
 			var backfills []time.Duration
