@@ -113,7 +113,9 @@ type MoveOptions struct {
 	// CopyRangeBytes: the fast copy splits a table larger than this into
 	// ranges of about this size that workers copy in parallel (sources on
 	// PostgreSQL 14 and later, which scan a range of pages directly).
-	// Default 1 GiB; negative: never split.
+	// Default 64 MiB: each range is committed on its own, so that an
+	// interruption loses at most the ranges being copied (see
+	// continueCopy); negative: never split.
 	CopyRangeBytes int64
 	// ActivationTimeout bounds how long a committed cutover keeps trying
 	// to activate the shard on the destination: until then the shard is
@@ -134,6 +136,11 @@ type MoveOptions struct {
 	// copy is compared with the snapshot it was copied from before
 	// streaming starts. Default DefaultVerify.
 	Verify string
+	// KeepCopyBytes: a fast copy interrupted (or killed) after writing at
+	// least this much is kept, and the next run continues it (see
+	// continueCopy) instead of starting over. Default
+	// DefaultKeepCopyBytes; negative: never.
+	KeepCopyBytes int64
 }
 
 // Defaults of MoveOptions, for flag definitions and documentation.
@@ -146,6 +153,7 @@ const (
 	DefaultCommitResolveTimeout = 5 * time.Minute
 	DefaultStandbyTimeout       = 30 * time.Second
 	DefaultStallTimeout         = 60 * time.Second
+	DefaultCopyRangeBytes       = 64 << 20
 	// MaxCutoverLockTimeout is the longest cutover lock wait accepted:
 	// every writer of the shard queues behind a waiting lock request, so
 	// this wait blocks the application as surely as the pause does.
@@ -196,7 +204,7 @@ func (o MoveOptions) withDefaults() MoveOptions {
 		o.CopyWorkers = min(max(runtime.NumCPU(), 2), 8)
 	}
 	if o.CopyRangeBytes == 0 {
-		o.CopyRangeBytes = 1 << 30
+		o.CopyRangeBytes = DefaultCopyRangeBytes
 	}
 	if o.Verify == "" {
 		o.Verify = DefaultVerify
@@ -236,6 +244,8 @@ type MoveResult struct {
 	Rows    int64 // rows written by the initial copy on the destination
 	// Verify says what the verification gate compared (nil: level off).
 	Verify *VerifyResult
+	// Resume says what a run that continued a kept copy did (nil: none).
+	Resume *ResumeResult
 }
 
 // ErrInterrupted wraps the context's error when a move stopped at a safe
@@ -508,10 +518,23 @@ func (m *move) run(ctx context.Context) error {
 		if kerr := m.dropReplication(kctx); kerr != nil {
 			return fmt.Errorf("%w; dropping the source's slot and publication failed: %w (run pgms cleanup)", err, kerr)
 		}
-		return fmt.Errorf("%w. Nothing was switched: %s is still served by %s. The copy is kept on %s, marked as unfinished and not subscribed, for inspection; the slot and publication are dropped. Running the move again starts a fresh copy (pgms cleanup removes the kept one)",
+		return fmt.Errorf("%w. Nothing was switched: %s is still served by %s. The copy is kept on %s, marked as unfinished and not subscribed, for inspection; the slot and publication are dropped. Running the move again compares the copy with a fresh snapshot and copies again what differs, or starts over for a copy under --keep-copy (pgms cleanup removes the copy)",
 			err, m.schema, m.src.Name, m.dst.Name)
 	case !m.touched:
 		return err
+	case errors.Is(err, ErrInterrupted) && !m.opts.KeepOnInterrupt:
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		kept, msg, kerr := m.keepCopy(kctx)
+		cancel()
+		if kerr != nil {
+			return fmt.Errorf("%w; keeping the copy failed: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
+		}
+		if kept {
+			m.event(PhaseUndo, EventInfo, msg)
+			return err
+		}
+	}
+	switch {
 	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
 		if k, ok := m.strategy.(interface {
 			keep(context.Context, *move) error
@@ -580,7 +603,18 @@ func (m *move) drive(ctx context.Context) error {
 		}
 	case situationStale, situationFresh:
 		m.touched = true
-		if found.situation == situationStale || found.hasArtifacts() {
+		resume := false
+		if found.situation == situationStale {
+			if resume, err = m.canContinueCopy(ctx); err != nil {
+				return err
+			}
+		}
+		switch {
+		case resume:
+			if err := m.dropReplication(ctx); err != nil {
+				return err
+			}
+		case found.situation == situationStale || found.hasArtifacts():
 			m.event(PhasePreflight, EventInfo, found.leftBehind(m))
 			if err := m.undo(ctx); err != nil {
 				return err
@@ -589,8 +623,10 @@ func (m *move) drive(ctx context.Context) error {
 		if err := m.phase(ctx, PhaseDDL, "copying the schema definition"); err != nil {
 			return err
 		}
-		if err := m.copyDDL(ctx); err != nil {
-			return err
+		if !resume {
+			if err := m.copyDDL(ctx); err != nil {
+				return err
+			}
 		}
 		if err := m.phase(ctx, PhaseReplicate, "setting up replication ("+m.strategy.Name()+" copy)"); err != nil {
 			return err

@@ -53,6 +53,10 @@ type fastCopy struct {
 	native bool
 	// subscribed: the subscription exists; the copy is complete.
 	subscribed bool
+	// resume: the copy continues a kept copy of an earlier run (see
+	// continueCopy); existing names the indexes it had, or built first.
+	resume   bool
+	existing map[string]bool
 }
 
 type dumpResult struct {
@@ -156,6 +160,16 @@ func (f *fastCopy) Start(ctx context.Context, m *move) (err error) {
 // index, then the slot and a copying subscription.
 func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 	m.event(PhaseReplicate, EventWarning, "the fast copy cannot run: "+why+"; using the native copy instead (slower: the subscription copies the tables into their indexes)")
+	if f.resume {
+		// The subscription copies whole tables: a kept copy is in the way.
+		f.resume = false
+		if err := m.dropMarkedCopy(ctx); err != nil {
+			return err
+		}
+		if err := m.copyDDL(ctx); err != nil {
+			return err
+		}
+	}
 	f.native = true
 	script, err := m.dumpSchema(ctx, "--section=post-data")
 	if err != nil {
@@ -196,6 +210,15 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 			return "", ctx.Err()
 		}
 	}
+	var replaced []verifyChunk
+	if f.resume {
+		script, chunks, err := f.continueCopy(ctx, m)
+		if err != nil {
+			return err
+		}
+		replaced = chunks
+		postData = func(context.Context) (string, error) { return script, nil }
+	}
 	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
 	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, postData)
 	if err != nil {
@@ -204,7 +227,16 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 	if err := fault.Point(ctx, "move.backfill.indexed"); err != nil {
 		return err
 	}
-	if m.verifiesCopy() {
+	switch {
+	case m.verifiesCopy() && f.resume:
+		chunks, err := m.gateChunks(ctx, f, replaced)
+		if err != nil {
+			return m.interrupted(ctx, err)
+		}
+		if err := m.verifyChunks(ctx, f.workers, len(f.plan), chunks); err != nil {
+			return err
+		}
+	case m.verifiesCopy():
 		if err := m.verifyCopy(ctx, f.workers, f.plan); err != nil {
 			return err
 		}

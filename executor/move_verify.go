@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/pgutil"
@@ -128,6 +130,8 @@ type verifyChunk struct {
 	n, of   int
 	// hash is the expression hashing a row of alias t ("" for count).
 	hash string
+	// span counts the chunks after n that a merged range also covers.
+	span int
 }
 
 // where is the chunk's condition and its bind values.
@@ -303,11 +307,16 @@ func (m *move) typedHashTables(ctx context.Context) (map[string]bool, error) {
 // sampleBounds picks up to n-1 distinct values of the key column that cut
 // the table into about equal parts, from a sample of its pages.
 func (m *move) sampleBounds(ctx context.Context, t *tableCopy, key string, n int) ([]string, error) {
+	return m.sampleBoundsOn(ctx, m.src.Conn, t, key, n)
+}
+
+// sampleBoundsOn samples on the given source session.
+func (m *move) sampleBoundsOn(ctx context.Context, conn *pgx.Conn, t *tableCopy, key string, n int) ([]string, error) {
 	pct := 100.0
 	if t.Tuples > 0 {
 		pct = min(100, max(0.01, 100*float64(200*n)/float64(t.Tuples)))
 	}
-	rows, err := m.src.Conn.Query(ctx, "SELECT s.k::text AS bound FROM (SELECT DISTINCT "+key+" AS k FROM "+pgutil.Quote(m.schema, t.Name)+
+	rows, err := conn.Query(ctx, "SELECT s.k::text AS bound FROM (SELECT DISTINCT "+key+" AS k FROM "+pgutil.Quote(m.schema, t.Name)+
 		" TABLESAMPLE SYSTEM ($1::float4)) s ORDER BY s.k", pct)
 	if err != nil {
 		return nil, pgutil.Wrap(err, "node %s: sample %s", m.src.Name, pgutil.Quote(m.schema, t.Name))

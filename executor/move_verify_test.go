@@ -15,9 +15,9 @@ import (
 
 // smallChunks cuts even the tests' small tables into several chunks.
 func smallChunks(t *testing.T) {
-	old := verifyChunkBytes
-	verifyChunkBytes = 16 << 10
-	t.Cleanup(func() { verifyChunkBytes = old })
+	old, oldResume := verifyChunkBytes, resumeChunkBytes
+	verifyChunkBytes, resumeChunkBytes = 16<<10, 8<<10
+	t.Cleanup(func() { verifyChunkBytes, resumeChunkBytes = old, oldResume })
 }
 
 // TestVerifyCatchesTampering changes the destination's copy after its rows
