@@ -31,6 +31,8 @@ func newApplyCommand() *cobra.Command {
 		progress    time.Duration
 		copyMode    string
 		verify      string
+		keepCopy    string
+		keepAll     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
@@ -69,6 +71,10 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 			if err := executor.CheckVerify(verify); err != nil {
 				return fmt.Errorf("--verify: %w", err)
 			}
+			keepBytes, err := sizeFlag("--keep-copy", keepCopy)
+			if err != nil {
+				return err
+			}
 			req := runner.ApplyRequest{
 				LockTimeout: lockTimeout,
 				OnLockWait: func(st state.LockStatus) {
@@ -82,7 +88,7 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 					fmt.Fprintf(out, "\nApplying %d steps (journal and lock on %s).\n", len(p.Steps), stateNode)
 				},
 				Parallelism: parallelism,
-				Move:        executor.MoveOptions{LockTimeout: cutoverWait, MaxPause: maxPause, Strategy: copyMode, Verify: verify},
+				Move:        executor.MoveOptions{LockTimeout: cutoverWait, MaxPause: maxPause, Strategy: copyMode, Verify: verify, KeepCopyBytes: keepBytes, KeepOnInterrupt: keepAll},
 				Log:         out, Output: stderr, Reporter: executor.NewLineReporter(stderr, progress),
 			}
 			if len(args) == 1 {
@@ -137,6 +143,8 @@ node involved, so no other pgms (apply, move, cleanup) touches it meanwhile.`,
 	cmd.Flags().DurationVar(&progress, "progress", 5*time.Second, "interval of progress lines during moves")
 	cmd.Flags().StringVar(&copyMode, "copy", "fast", "how moves copy tables: fast (parallel COPY from the slot's snapshot, indexes built after) or native (the subscription copies them)")
 	cmd.Flags().StringVar(&verify, "verify", "", verifyFlagHelp+" (default: the files' verify, else "+executor.DefaultVerify+")")
+	cmd.Flags().StringVar(&keepCopy, "keep-copy", "", keepCopyHelp)
+	cmd.Flags().BoolVar(&keepAll, "keep-on-interrupt", false, "on Ctrl-C, keep every unfinished move's copy and replication objects: a native copy goes on on the servers, and apply continues it later")
 	return cmd
 }
 

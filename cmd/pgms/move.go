@@ -30,6 +30,8 @@ func newMoveCommand() *cobra.Command {
 		digits          int
 		opts            executor.MoveOptions
 		maxLag          string
+		copyRange       string
+		keepCopy        string
 		stateDSN        string
 		runLockWait     time.Duration
 		progressEvery   time.Duration
@@ -105,6 +107,12 @@ a run lock another run holds.`,
 			if dsn.Name(from) == dsn.Name(to) {
 				return fmt.Errorf("--from and --to name the same database (%s)", dsn.Name(from))
 			}
+			if opts.CopyRangeBytes, err = sizeFlag("--copy-range", copyRange); err != nil {
+				return err
+			}
+			if opts.KeepCopyBytes, err = sizeFlag("--keep-copy", keepCopy); err != nil {
+				return err
+			}
 			if maxLag != "" {
 				if opts.MaxLag, err = units.ParseBytes(maxLag); err != nil {
 					return fmt.Errorf("--max-lag=%s: %w", maxLag, err)
@@ -158,6 +166,8 @@ a run lock another run holds.`,
 	f.StringVar(&opts.Strategy, "copy", "fast", "how the tables are copied: fast (parallel COPY from the slot's snapshot, indexes built after the data) or native (the subscription copies them); fast falls back to native, saying why, where it cannot run")
 	f.IntVar(&opts.CopyWorkers, "copy-workers", 0, "tables copied, and indexes built, at once by the fast copy (default: this machine's CPUs, 2 to 8)")
 	f.StringVar(&opts.Verify, "verify", executor.DefaultVerify, verifyFlagHelp)
+	f.StringVar(&copyRange, "copy-range", "", "the fast copy cuts tables larger than this into page ranges copied, and committed, separately, so that an interruption loses only the ranges in flight (default 64MB; 0: never)")
+	f.StringVar(&keepCopy, "keep-copy", "", keepCopyHelp)
 	return cmd
 }
 
@@ -251,6 +261,9 @@ func printMoveResult(w io.Writer, spec executor.MoveSpec, r executor.MoveResult)
 			rate = fmt.Sprintf(", %s/s", units.FormatBytes(float64(r.Bytes)/s))
 		}
 		fmt.Fprintf(w, "  copied %s, %s, %d rows in %s%s\n", plural(r.Tables, "table"), units.FormatBytes(float64(r.Bytes)), r.Rows, r.Backfill.Round(time.Millisecond), rate)
+	}
+	if r.Resume != nil {
+		fmt.Fprintf(w, "  %s\n", r.Resume)
 	}
 	if r.Verify != nil {
 		fmt.Fprintf(w, "  %s\n", r.Verify)
