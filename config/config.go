@@ -53,7 +53,11 @@ type (
 		DeactivateSQL string
 		// Verify is the level of the moves' verification gate: "off",
 		// "count" or "full"; empty: the executor's default.
-		Verify        string
+		Verify string
+		// KeepCopy is the least a move's interrupted fast copy must have
+		// written to be kept and continued by the next run: 0 for the
+		// executor's default, -1 for never (keep_copy = "0").
+		KeepCopy      int64
 		CleanupAfter  time.Duration // default 168h
 		LibrarySchema string        // default "microsharding"
 		// StateNode names the node holding the apply journal; default

@@ -28,6 +28,7 @@
 //	  library_schema  = "microsharding" # schema of the stored-function library
 //	  state_node      = "a"             # node holding the apply journal
 //	  verify          = "full"          # moves' verification gate: off, count, full
+//	  keep_copy       = "64MB"          # interrupted fast copies this big are continued
 //	}
 //
 //	# A node: one PostgreSQL primary. The label is its name: letters,
@@ -73,13 +74,16 @@
 // Defaults: schema_prefix "sh", schema_digits 4, no migrate_command, the
 // total relation size as weight, no deactivate_sql, cleanup_after "168h",
 // library_schema "microsharding", state_node the first node by name,
-// verify "full".
+// verify "full", keep_copy "64MB".
 //
 // verify is the level of the gate that compares a move's fast copy with
 // the snapshot it was copied from, before streaming starts: "count"
 // compares row counts per chunk of each table, "full" also a hash of the
 // rows' content; a difference stops the move before the switch. The
-// --verify flag of apply overrides it.
+// --verify flag of apply overrides it. keep_copy: a move's fast copy
+// interrupted (or killed) after writing at least this much is kept, and
+// the next apply continues it, copying again only what differs; "0"
+// undoes every interrupted copy. The --keep-copy flag overrides it.
 //
 // migrate_command runs after new shards are allocated and before they are
 // activated. A list of strings is executed directly, with no shell: the

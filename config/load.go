@@ -18,6 +18,7 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/units"
 )
 
 // FileSuffix ends the name of every topology file.
@@ -33,7 +34,7 @@ var (
 	clusterSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "schema_prefix"}, {Name: "schema_digits"}, {Name: "migrate_command"},
 		{Name: "weight_sql"}, {Name: "deactivate_sql"}, {Name: "cleanup_after"},
-		{Name: "library_schema"}, {Name: "state_node"}, {Name: "verify"},
+		{Name: "library_schema"}, {Name: "state_node"}, {Name: "verify"}, {Name: "keep_copy"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"},
@@ -366,6 +367,20 @@ func (l *loader) cluster(blocks []blockIn) {
 			} else {
 				l.errorf(attr.Expr.Range(), "Invalid verification level",
 					"verify must be one of %s: how a move compares its copy with the source before switching over.", strings.Join(VerifyLevels, ", "))
+			}
+		}
+	}
+	if attr := a["keep_copy"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			n, err := units.ParseBytes(s)
+			switch {
+			case err != nil:
+				l.errorf(attr.Expr.Range(), "Invalid size",
+					"keep_copy %q is not a size. Write a number with a unit, for example \"64MB\", or \"0\" never to keep an interrupted copy.", s)
+			case n <= 0:
+				c.KeepCopy = -1
+			default:
+				c.KeepCopy = n
 			}
 		}
 	}

@@ -38,8 +38,9 @@ type ApplyEnv struct {
 	// Parallelism bounds the moves running at once; each node also bounds
 	// the moves it takes part in (max_concurrent_moves).
 	Parallelism int
-	// Move tunes every move; the topology's deactivate_sql and verify
-	// fill DeactivateSQL and Verify when they are empty.
+	// Move tunes every move; the topology's deactivate_sql, verify and
+	// keep_copy fill DeactivateSQL, Verify and KeepCopyBytes when they
+	// are not set.
 	Move MoveOptions
 	// Log receives a line as each step starts and ends.
 	Log io.Writer
@@ -114,6 +115,9 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	}
 	if env.Move.Verify == "" {
 		env.Move.Verify = env.Topology.Cluster.Verify
+	}
+	if env.Move.KeepCopyBytes == 0 {
+		env.Move.KeepCopyBytes = env.Topology.Cluster.KeepCopy
 	}
 	a := &applier{env: env, plan: p, nodes: map[string]*pgutil.Node{}}
 	defer a.closeNodes()

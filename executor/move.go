@@ -531,7 +531,7 @@ func (m *move) run(ctx context.Context) error {
 		}
 		if kept {
 			m.event(PhaseUndo, EventInfo, msg)
-			return err
+			return fmt.Errorf("%w; %s", err, msg)
 		}
 	}
 	switch {

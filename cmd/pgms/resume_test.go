@@ -38,7 +38,10 @@ func TestMoveContinuesAfterKill(t *testing.T) {
 			if !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
 				t.Fatalf("pgms was not killed at %s: %v\n%s", point, err, out)
 			}
-			out, err = exec.Command(bin, args...).CombinedOutput()
+			// The killed run's sessions end when the server notices: the
+			// rerun waits for its run lock meanwhile.
+			time.Sleep(50 * time.Millisecond)
+			out, err = exec.Command(bin, append(args, "--lock-timeout=30s")...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("re-run failed: %v\n%s", err, out)
 			}
