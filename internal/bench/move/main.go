@@ -19,7 +19,12 @@
 // A strategy may name the verification level of the move's gate after a
 // colon (-copy fast:off,fast:count,fast:full): the report then gives each
 // verification's time against the copy it checked, and the pauses by
-// level.
+// level; and the fast copy's range size after an at sign (fast@64MB).
+//
+// -interrupt 0.8 then interrupts one more fast move with SIGINT once the
+// destination holds that share of the shard, runs it again, and reports
+// what the second run kept, compared and copied again, against the copy
+// time of an uninterrupted fast move of the same run.
 package main
 
 import (
@@ -81,7 +86,14 @@ func main() {
 	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy), each optionally with a verification level (fast:full)")
 	workers := flag.Int("copy-workers", 0, "pgms move --copy-workers (0: pgms's default)")
 	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
+	interrupt := flag.Float64("interrupt", 0, "then interrupt a fast move once the destination holds this share of the shard, and run it again")
+	copyRange := flag.String("copy-range", "", "pgms move --copy-range for the interrupted move and its second run")
 	flag.Parse()
+	moveArgs = nil
+	if *copyRange != "" {
+		moveArgs = append(moveArgs, "--copy-range="+*copyRange)
+	}
+	interruptAt = *interrupt
 	size, err := units.ParseBytes(*sizeFlag)
 	if err != nil {
 		fail(fmt.Errorf("-size: %w", err))
@@ -92,6 +104,12 @@ func main() {
 		fail(err)
 	}
 }
+
+// moveArgs are added to the interrupted move; interruptAt is -interrupt.
+var (
+	moveArgs    []string
+	interruptAt float64
+)
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
@@ -215,6 +233,24 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	var resumed *resumeRun
+	if interruptAt > 0 && ctx.Err() == nil {
+		from, to := a, b
+		if len(rows)%2 == 1 {
+			from, to = b, a
+		}
+		if err := settle(ctx, from, to); err != nil {
+			return err
+		}
+		rr, err := interruptedMove(ctx, bin, from, to, a, workers, interruptAt)
+		if err != nil {
+			return fmt.Errorf("interrupted move: %w", err)
+		}
+		resumed = &rr
+		rows = append(rows, moveRow{n: len(rows) + 1, dir: from.name + "→" + to.name, copy: "resumed", wall: rr.second.wall, backfill: rr.second.backfill,
+			verify: rr.second.verify, bytes: rr.second.bytes, rows: rr.second.rows, pause: rr.second.pause, core: rr.second.core, retries: rr.second.retries,
+			maxRSS: rr.second.maxRSS, pgmsCPU: rr.second.pgmsCPU, serverCPU: rr.second.serverCPU})
+	}
 	st := w.Stop()
 	final := b
 	if len(rows)%2 == 0 {
@@ -222,6 +258,9 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 	}
 	verifyErr := w.Verify(ctx, final.conn)
 	report(os.Stdout, info, floors{raw: floor, withIndexes: withIndexes, indexesAfter: indexesAfter, dump: dump}, copies, rate, rows, st, verifyErr)
+	if resumed != nil {
+		reportResume(os.Stdout, rows, *resumed)
+	}
 	if verifyErr != nil || len(st.Violations) > 0 {
 		return errors.New("writes were lost or misrouted")
 	}
@@ -408,6 +447,8 @@ type moveRow struct {
 	serverCPU time.Duration // both servers, -1 when unknown
 	// verify is the verification gate's time (0: none), inside backfill.
 	verify time.Duration
+	// output is what pgms printed.
+	output string
 	// syncCopy is, for the native copy, the time from the subscription's
 	// apply worker starting to the last table synchronisation finishing,
 	// from the destination's log: pgms polls the copy once a second, so
@@ -456,9 +497,13 @@ func tableSyncTime(log string) time.Duration {
 // journal on the state node.
 func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strategy string, workers int) (moveRow, error) {
 	var r moveRow
+	strategy, rangeBytes, _ := strings.Cut(strategy, "@")
 	strategy, level, _ := strings.Cut(strategy, ":")
 	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
 		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=" + strategy}
+	if rangeBytes != "" {
+		args = append(args, "--copy-range="+rangeBytes)
+	}
 	if level != "" {
 		args = append(args, "--verify="+level)
 	}
@@ -475,6 +520,7 @@ func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strate
 	err := cmd.Run()
 	r.wall = time.Since(begin)
 	r.serverCPU = cpuDelta(cpu0, serversCPU(from, to))
+	r.output = out.String()
 	if err != nil {
 		return r, fmt.Errorf("%v\n%s", err, out.String())
 	}
@@ -794,4 +840,106 @@ func cpuText(d time.Duration) string {
 		return "?"
 	}
 	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+// resumeRun is an interrupted fast move and the run that continued it.
+type resumeRun struct {
+	share       float64       // of the shard on the destination at the interruption
+	interrupted time.Duration // from the start to the interruption
+	second      moveRow
+	summary     string // the second run's line on what it kept and copied
+}
+
+// interruptedMove starts a fast move, sends it SIGINT once the
+// destination's copy holds share of the source's heap, checks that it
+// stopped keeping its copy, and runs the move again.
+func interruptedMove(ctx context.Context, bin string, from, to, stateNode *node, workers int, share float64) (resumeRun, error) {
+	var rr resumeRun
+	var heap int64
+	const size = `SELECT COALESCE(sum(pg_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sh0001' AND c.relkind = 'r'`
+	if err := from.conn.QueryRow(ctx, size).Scan(&heap); err != nil {
+		return rr, err
+	}
+	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn, "--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=fast"}
+	if workers > 0 {
+		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, moveArgs...)...)
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(&out, prefixed(os.Stderr, "  pgms (to be interrupted): "))
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		return rr, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var waitErr error
+wait:
+	for {
+		select {
+		case waitErr = <-exited:
+			return rr, fmt.Errorf("the move ended before %.0f%% of the shard was copied: %v\n%s", 100*share, waitErr, out.String())
+		case <-tick.C:
+			var copied int64
+			if err := to.conn.QueryRow(ctx, size).Scan(&copied); err != nil {
+				return rr, err
+			}
+			if float64(copied) >= share*float64(heap) {
+				rr.share = float64(copied) / float64(heap)
+				rr.interrupted = time.Since(begin)
+				cmd.Process.Signal(os.Interrupt)
+				waitErr = <-exited
+				break wait
+			}
+		}
+	}
+	var exit *exec.ExitError
+	if !errors.As(waitErr, &exit) || exit.ExitCode() != 130 {
+		return rr, fmt.Errorf("the interrupted move exited with %v, not 130\n%s", waitErr, out.String())
+	}
+	if !strings.Contains(out.String(), "kept on") {
+		return rr, fmt.Errorf("the interrupted move did not keep its copy:\n%s", out.String())
+	}
+	again := "fast"
+	for _, a := range moveArgs {
+		if r, ok := strings.CutPrefix(a, "--copy-range="); ok {
+			again += "@" + r
+		}
+	}
+	second, err := pgmsMove(ctx, bin, from, to, stateNode, again, workers)
+	if err != nil {
+		return rr, err
+	}
+	rr.second = second
+	for _, l := range strings.Split(second.output, "\n") {
+		if strings.Contains(l, "continued the earlier copy") {
+			rr.summary = strings.TrimSpace(l)
+		}
+	}
+	if rr.summary == "" {
+		return rr, fmt.Errorf("the second run did not continue the copy:\n%s", second.output)
+	}
+	_, err = from.conn.Exec(ctx, "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sh0001old%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$")
+	return rr, err
+}
+
+// reportResume compares the run that continued an interrupted copy with
+// the uninterrupted fast moves.
+func reportResume(w io.Writer, rows []moveRow, rr resumeRun) {
+	var full []time.Duration
+	for _, r := range rows {
+		if strings.HasPrefix(r.copy, "fast") {
+			full = append(full, r.copyTime())
+		}
+	}
+	fmt.Fprintf(w, "\ninterrupted copy: SIGINT after %.2f s with %.0f%% of the shard on the destination; the second run:\n  %s\n", rr.interrupted.Seconds(), 100*rr.share, rr.summary)
+	if len(full) == 0 {
+		return
+	}
+	f := median(full)
+	fmt.Fprintf(w, "  its copy (comparison, replaced chunks, tables not copied before, indexes) took %.2f s = %.2f× an uninterrupted fast copy's %.2f s (median); its verification %.2f s more\n",
+		rr.second.copyTime().Seconds(), rr.second.copyTime().Seconds()/f.Seconds(), f.Seconds(), rr.second.verify.Seconds())
 }
