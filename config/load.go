@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
@@ -453,6 +454,11 @@ func (l *loader) command(attr *hcl.Attribute, ctx *hcl.EvalContext) []string {
 	return argv
 }
 
+// ValidNodeName reports whether name can name a node in topology files.
+func ValidNodeName(name string) bool {
+	return validNode.MatchString(name) && len(name) <= maxIdentifier
+}
+
 func (l *loader) node(b blockIn) {
 	name := b.Labels[0]
 	n := Node{Name: name, MaxConcurrentMoves: DefaultMaxConcurrentMoves, Capacity: DefaultCapacity, DeclRange: b.DefRange}
@@ -478,7 +484,7 @@ func (l *loader) node(b blockIn) {
 	a := content.Attributes
 	if attr := a["dsn"]; attr == nil || isNull(l.peek(attr, b.ctx)) {
 		l.errorf(b.DefRange, "Missing dsn",
-			"Node %q has no dsn. Add one, preferably from the environment so that no password lands in the file: dsn = env(%q).", name, envName(name))
+			"Node %q has no dsn. Add one, preferably from the environment so that no password lands in the file: dsn = env(%q).", name, DSNVariable(name))
 	} else {
 		n.DSNExpr = string(attr.Expr.Range().SliceBytes(l.t.Sources[attr.Expr.Range().Filename]))
 		v, ok := l.eval(attr, b.ctx, cty.String, "a string")
@@ -491,7 +497,7 @@ func (l *loader) node(b blockIn) {
 		}
 		if dsn.Redact(n.DSNExpr) != n.DSNExpr {
 			l.warnf(attr.Expr.Range(), "Password in a configuration file",
-				"The dsn of node %q holds a password in clear text, and topology files usually live in git. Take the DSN from the environment, dsn = env(%q), or keep the password in ~/.pgpass.", name, envName(name))
+				"The dsn of node %q holds a password in clear text, and topology files usually live in git. Take the DSN from the environment, dsn = env(%q), or keep the password in ~/.pgpass.", name, DSNVariable(name))
 		}
 	}
 	if attr := a["drain"]; attr != nil {
@@ -523,8 +529,9 @@ func (l *loader) node(b blockIn) {
 	}
 }
 
-// envName proposes an environment variable for a node's DSN.
-func envName(node string) string {
+// DSNVariable is the environment variable pgms proposes for a node's DSN
+// (in hints, and in the files pgms import writes): PGMS_DSN_A for node a.
+func DSNVariable(node string) string {
 	return "PGMS_DSN_" + strings.ToUpper(strings.Map(func(r rune) rune {
 		if r == '-' {
 			return '_'
@@ -662,7 +669,7 @@ func (l *loader) crossCheck() {
 	switch {
 	case len(names) == 0 && len(t.Shards) > 0:
 		l.errorf(t.Shards[0].DeclRange, "No node declared",
-			"Shards are placed, but there is no node block. Declare the nodes, for example node %q { dsn = env(%q) }.", t.Shards[0].Node, envName(t.Shards[0].Node))
+			"Shards are placed, but there is no node block. Declare the nodes, for example node %q { dsn = env(%q) }.", t.Shards[0].Node, DSNVariable(t.Shards[0].Node))
 	case len(names) > 0:
 		for i, r := range t.Shards {
 			if _, ok := l.nodeDecl[r.Node]; ok {
@@ -796,30 +803,9 @@ func sortDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
 func closest(name string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
-		if d := levenshtein(name, c); d < bestDist && d < len([]rune(name)) {
+		if d := levenshtein.Distance(name, c, nil); d < bestDist && d < len([]rune(name)) {
 			best, bestDist = c, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -169,13 +169,11 @@ func libraryHint(err error, lib string) error {
 		return err
 	}
 	if (pgErr.Code == pgutil.CodeInvalidSchemaName && strings.Contains(pgErr.Message, `"`+lib+`"`)) ||
-		(pgErr.Code == codeUndefinedFunction && strings.Contains(pgErr.Message, "microsharding_")) {
+		(pgErr.Code == pgutil.CodeUndefinedFunction && strings.Contains(pgErr.Message, "microsharding_")) {
 		return fmt.Errorf("the microsharding library is missing or incomplete in schema %q (run pgms install): %w", lib, err)
 	}
 	return err
 }
-
-const codeUndefinedFunction = "42883"
 
 // notIn returns the names not in set, in order.
 func notIn(names []string, set map[string]bool) []string {

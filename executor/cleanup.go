@@ -366,60 +366,41 @@ func (c *cleaner) dropSubscription(ctx context.Context, l state.Leftover) Outcom
 
 // dropSlot drops a logical slot of this database once no walsender holds
 // it. A subscription's walsender is waited for (its subscription was just
-// dropped and it is on its way out); another walsender is ended only when
-// allowed, and never one of a running pgms.
+// dropped and it is on its way out); another walsender is ended, once, only
+// when allowed, and never one of a running pgms.
 func (c *cleaner) dropSlot(ctx context.Context, parsed state.Leftover) Outcome {
-	name := parsed.Name
-	deadline := time.Now().Add(c.spec.SlotWait)
 	terminated := false
-	for {
-		l := parsed
-		err := c.node.Conn.QueryRow(ctx, `
-			SELECT s.active, COALESCE(s.active_pid, 0), COALESCE(a.application_name, ''),
-			       COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
-			FROM pg_catalog.pg_replication_slots s
-			LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid
-			WHERE s.slot_name = $1 AND s.database = current_database()`, name).
-			Scan(&l.Active, &l.WalsenderPID, &l.WalsenderClient, &l.RetainedBytes)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return Outcome{Reason: "already gone"}
-		}
-		if err != nil {
-			return Outcome{Err: err}
-		}
-		if !l.Active {
-			_, err := c.node.Conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", name)
-			switch {
-			case err == nil:
-				return Outcome{Dropped: true, RetainedBytes: l.RetainedBytes}
-			case pgutil.SQLState(err) == pgutil.CodeUndefinedObject:
-				return Outcome{Reason: "already gone"}
-			case pgutil.SQLState(err) != pgutil.CodeObjectInUse:
-				return Outcome{Err: err}
+	slots, err := dropReplicationSlots(ctx, c.node, "s.slot_name = $1 AND s.database = current_database()", []any{parsed.Name}, slotPolicy{
+		wait: c.spec.SlotWait, poll: 100 * time.Millisecond,
+		holder: func(s heldSlot, _ time.Duration) (string, bool) {
+			// The parsed leftover knows the move's subscription, whose
+			// walsender is waited for rather than ended.
+			l := parsed
+			l.Active, l.WalsenderPID, l.WalsenderClient = true, s.pid, s.client
+			drop, end, reason := state.JudgeOrphanSlot(l, true, c.spec.TerminateOrphanWalsenders)
+			if !drop {
+				return reason, false
 			}
-			// Taken again between the look and the drop: look again.
-		} else {
-			// The subscription's walsender is expected to leave by itself.
-			_, end, reason := state.JudgeOrphanSlot(l, true, c.spec.TerminateOrphanWalsenders)
-			if l.WalsenderClient != l.SubscriptionName() && !end {
-				return Outcome{Reason: reason}
-			}
-			if end && !terminated {
-				if _, err := c.node.Conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", l.WalsenderPID); err != nil {
-					return Outcome{Err: err}
-				}
-				terminated = true
-			}
-			if time.Now().After(deadline) {
-				return Outcome{Reason: fmt.Sprintf("still in use by walsender pid %d (application %q) after %s", l.WalsenderPID, l.WalsenderClient, c.spec.SlotWait)}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return Outcome{Err: ctx.Err()}
-		case <-time.After(100 * time.Millisecond):
-		}
+			end, terminated = end && !terminated, terminated || end
+			return "", end
+		},
+	})
+	switch {
+	case err != nil:
+		return Outcome{Err: err}
+	case len(slots) == 0:
+		return Outcome{Reason: "already gone"}
 	}
+	s := slots[0]
+	switch {
+	case s.err != nil:
+		return Outcome{Err: s.err}
+	case s.dropped:
+		return Outcome{Dropped: true, RetainedBytes: s.retained}
+	case s.holder.pid != 0:
+		return Outcome{Reason: fmt.Sprintf("still in use by walsender pid %d (application %q) after %s", s.holder.pid, s.holder.client, c.spec.SlotWait)}
+	}
+	return Outcome{Reason: s.kept}
 }
 
 // dropPublication drops a publication unless the slot of the same move is

@@ -536,15 +536,11 @@ func (m *move) run(ctx context.Context) error {
 	}
 	switch {
 	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
-		if k, ok := m.strategy.(interface {
-			keep(context.Context, *move) error
-		}); ok {
-			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-			kerr := k.keep(kctx, m)
-			cancel()
-			if kerr != nil {
-				return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
-			}
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		kerr := m.strategy.keep(kctx, m)
+		cancel()
+		if kerr != nil {
+			return fmt.Errorf("%w; keeping the copy failed too: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
 		}
 		m.event(PhaseUndo, EventInfo, "stopped; the replication objects and the destination's copy are kept: run the same move again to continue")
 		return err

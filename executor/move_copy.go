@@ -39,6 +39,13 @@ type copyStrategy interface {
 	// Release ends whatever sessions the strategy still holds; the move
 	// calls it once drive returns, whatever the outcome.
 	Release()
+	// defersPostData tells the DDL phase to create the pre-data section
+	// only: the strategy builds indexes, constraints and triggers itself.
+	defersPostData() bool
+	// keep hands an interrupted copy over to what goes on without pgms,
+	// when the move keeps what it made (MoveOptions.KeepOnInterrupt, a
+	// stalled stream), so that the next run continues it.
+	keep(ctx context.Context, m *move) error
 }
 
 // CopyStrategies are the names MoveOptions.Strategy accepts.
@@ -92,6 +99,12 @@ func (nativeCopy) WaitCopied(ctx context.Context, m *move) error {
 }
 
 func (nativeCopy) Release() {}
+
+// defersPostData: the subscription copies into the complete definition.
+func (nativeCopy) defersPostData() bool { return false }
+
+// keep: the subscription goes on copying by itself.
+func (nativeCopy) keep(context.Context, *move) error { return nil }
 
 // createPublication publishes the shard's tables on the source. It comes
 // before the slot: a slot created earlier makes the stream fail with

@@ -46,18 +46,28 @@ type fastCopy struct {
 	// dump delivers the post-data section, dumped under the snapshot.
 	dump     chan dumpResult
 	stopDump context.CancelFunc
-	// started: Start ran in this process, so WaitCopied copies; a move
-	// resumed with its subscription in place only waits for it.
-	started bool
-	// native: fell back to the subscription's copy.
-	native bool
-	// subscribed: the subscription exists; the copy is complete.
-	subscribed bool
+	state    fastState
 	// resume: the copy continues a kept copy of an earlier run (see
 	// continueCopy); existing names the indexes it had, or built first.
 	resume   bool
 	existing map[string]bool
 }
+
+// fastState is where a fast copy stands.
+type fastState int
+
+const (
+	// fastResumed: Start did not run in this process; a move resumed with
+	// its subscription in place only waits for it.
+	fastResumed fastState = iota
+	// fastCopying: Start ran here, so WaitCopied copies from the snapshot.
+	fastCopying
+	// fastSubscribed: the subscription exists; the copy is complete.
+	fastSubscribed
+	// fastNative: fell back to, or was handed over to, the subscription's
+	// own copy.
+	fastNative
+)
 
 type dumpResult struct {
 	script string
@@ -73,7 +83,7 @@ type copyWorker struct {
 func (*fastCopy) Name() string { return "fast" }
 
 // defersPostData tells the DDL phase to create the pre-data section only.
-func (f *fastCopy) defersPostData() bool { return !f.native }
+func (f *fastCopy) defersPostData() bool { return f.state != fastNative }
 
 // keep hands an interrupted fast copy over to the subscription, so that,
 // as with the native copy, what is kept continues without pgms and the
@@ -81,11 +91,11 @@ func (f *fastCopy) defersPostData() bool { return !f.native }
 // run, so the partial copy is replaced by the complete definition and a
 // subscription that copies the tables itself through the move's slot.
 func (f *fastCopy) keep(ctx context.Context, m *move) error {
-	if f.native || !f.started || f.subscribed {
+	if f.state != fastCopying {
 		return nil
 	}
 	f.Release()
-	f.native = true
+	f.state = fastNative
 	m.event(PhaseUndo, EventInfo, "the interrupted copy cannot continue from its snapshot; handing it over to the subscription (native copy), which goes on copying without pgms")
 	if err := m.revive(ctx); err != nil {
 		return err
@@ -148,7 +158,7 @@ func (f *fastCopy) Start(ctx context.Context, m *move) (err error) {
 		f.closeRepl()
 		f.dump <- dumpResult{script, err}
 	}()
-	f.started = true
+	f.state = fastCopying
 	if len(plan.text) > 0 {
 		m.event(PhaseReplicate, EventInfo, "copying as text (their column types have no binary form that is the same in both databases): "+strings.Join(plan.text, "; "))
 	}
@@ -162,6 +172,8 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 	m.event(PhaseReplicate, EventWarning, "the fast copy cannot run: "+why+"; using the native copy instead (slower: the subscription copies the tables into their indexes)")
 	if f.resume {
 		// The subscription copies whole tables: a kept copy is in the way.
+		// Its DDL is made again while the state still defers post-data, which
+		// the lines below add.
 		f.resume = false
 		if err := m.dropMarkedCopy(ctx); err != nil {
 			return err
@@ -170,7 +182,7 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 			return err
 		}
 	}
-	f.native = true
+	f.state = fastNative
 	script, err := m.dumpSchema(ctx, "--section=post-data")
 	if err != nil {
 		return err
@@ -183,11 +195,11 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 }
 
 func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
-	if f.native {
+	switch f.state {
+	case fastNative:
 		m.verifySkipped("the native copy has no snapshot to compare with (the fast copy could not run)")
 		return m.waitSubscriptionReady(ctx)
-	}
-	if !f.started {
+	case fastResumed:
 		m.verifySkipped("the copy was resumed from an earlier run, whose snapshot ended with it")
 		// A subscription found at preflight: an earlier run's, maybe not
 		// streaming yet if that run ended just after creating it.
@@ -246,7 +258,7 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 	if err := m.createSubscription(ctx, false); err != nil {
 		return err
 	}
-	f.subscribed = true
+	f.state = fastSubscribed
 	return m.finishFastBackfill(ctx, f.plan)
 }
 
@@ -389,7 +401,7 @@ func (m *move) createExportingSlot(ctx context.Context, repl *pgconn.PgConn) (st
 		results, err = repl.Exec(ctx, q).ReadAll()
 		return err
 	})
-	if code := pgutil.SQLState(err); code == "42601" || code == "0A000" {
+	if code := pgutil.SQLState(err); code == pgutil.CodeSyntaxError || code == pgutil.CodeFeatureNotSupported {
 		return "", &unsupportedError{err}
 	}
 	if err != nil {

@@ -105,9 +105,14 @@ func TestCopyUnderChurn(t *testing.T) {
 			var mu sync.Mutex
 			during := map[string]int{}
 			ctx := fault.WithHook(context.Background(), func(point string) error {
+				// A point several workers pass (one per table) is
+				// counted at its first pass only: a later pass must not
+				// reset what the first measured.
 				mu.Lock()
 				_, seen := during[point]
-				during[point] = 0
+				if !seen {
+					during[point] = 0
+				}
 				mu.Unlock()
 				for _, p := range tc.pauses {
 					if p == point && !seen {

@@ -653,7 +653,7 @@ const activeListLock = "SELECT pg_catalog.pg_advisory_xact_lock(8099562797138010
 // replacing the same function at once; trying again succeeds.
 func concurrentCatalogUpdate(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "XX000" && strings.Contains(pgErr.Message, "concurrently updated")
+	return errors.As(err, &pgErr) && pgErr.Code == pgutil.CodeInternalError && strings.Contains(pgErr.Message, "concurrently updated")
 }
 
 // epochDiff returns b-a for two server clock readings in epoch seconds.

@@ -24,7 +24,7 @@ import (
 // pre-data section only: tables, types, functions, sequences, defaults.
 func (m *move) copyDDL(ctx context.Context) error {
 	var args []string
-	if s, ok := m.strategy.(interface{ defersPostData() bool }); ok && s.defersPostData() {
+	if m.strategy.defersPostData() {
 		args = append(args, "--section=pre-data")
 	}
 	script, err := m.dumpSchema(ctx, args...)

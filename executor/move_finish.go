@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -154,7 +154,7 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		m.mu.Unlock()
 		m.setPhase(ctx, PhaseFinish, fmt.Sprintf("%s %s on %s; writers blocked at most %s (this attempt: lock wait %s + pause %s; lock to commit %s), %d retries; source renamed to %s",
 			m.schema, map[bool]string{true: "kept inactive", false: "active"}[m.keepsInactive()], m.dst.Name,
-			fmtMS(blocked), fmtMS(cr.lockWait), fmtMS(m.res.Pause), fmtMS(m.res.Core), m.res.Retries, cr.old))
+			units.FormatMS(blocked), units.FormatMS(cr.lockWait), units.FormatMS(m.res.Pause), units.FormatMS(m.res.Core), m.res.Retries, cr.old))
 	} else {
 		m.event(PhaseFinish, EventInfo, fmt.Sprintf("%s active on %s; source renamed to %s", m.schema, m.dst.Name, cr.old))
 	}
@@ -202,10 +202,6 @@ func (m *move) restoreSource(ctx context.Context, cr cutoverResult) (bool, error
 	m.committed = false
 	m.event(PhaseFinish, EventWarning, fmt.Sprintf("%s restored on %s: it serves the shard again", m.schema, m.src.Name))
 	return true, nil
-}
-
-func fmtMS(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 }
 
 // finishCopyOnly ends a move that must not activate: the copy is frozen

@@ -256,7 +256,7 @@ func (m *move) adoptReferenceCopy(ctx context.Context) (bool, error) {
 	if _, err := execSimple(ctx, m.dst.Conn, "ALTER SUBSCRIPTION "+q+" DISABLE; ALTER SUBSCRIPTION "+q+" SET (slot_name = NONE); DROP SUBSCRIPTION "+q); err != nil {
 		return true, pgutil.Wrap(err, "node %s: drop pg-microsharding's subscription %s", m.dst.Name, sub)
 	}
-	if err := m.dropSlots(ctx, "slot_name = "+quoteLiteral(sub)); err != nil {
+	if err := m.dropSlots(ctx, "s.slot_name = $1", sub); err != nil {
 		return true, err
 	}
 	_, err := m.src.Conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgutil.Quote(names.ReferencePublication(m.schema)))

@@ -131,7 +131,7 @@ func (m *move) keepCopy(ctx context.Context) (bool, string, error) {
 	if err := m.dst.Conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription WHERE oid = "+subscriptionOID+")", m.sub).Scan(&subscribed); err != nil {
 		return false, "", pgutil.Wrap(err, "node %s: look for subscription %s", m.dst.Name, m.sub)
 	}
-	if subscribed || f.subscribed {
+	if subscribed || f.state == fastSubscribed {
 		return true, fmt.Sprintf("stopped; the copy on %s and its subscription are kept and go on streaming without pgms: run the same move again to continue from the catch-up", m.dst.Name), nil
 	}
 	if err := m.dropReplication(ctx); err != nil {

@@ -90,7 +90,9 @@ func connectionLost(err error) bool {
 		return false
 	}
 	switch pgutil.SQLState(err) {
-	case pgutil.CodeAdminShutdown, "57P02", "57P03", "08000", "08003", "08006", "08001", "08004":
+	case pgutil.CodeAdminShutdown, pgutil.CodeCrashShutdown, pgutil.CodeCannotConnectNow,
+		pgutil.CodeConnectionException, pgutil.CodeConnectionDoesNotExist, pgutil.CodeConnectionFailure,
+		pgutil.CodeSQLClientUnableToEstablishConn, pgutil.CodeSQLServerRejectedEstablishment:
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -189,7 +191,7 @@ func (m *move) dropSubscription(ctx context.Context) error {
 			return pgutil.Wrap(err, "node %s: drop subscription %s", m.dst.Name, m.sub)
 		}
 	}
-	return m.dropSlots(ctx, fmt.Sprintf(`slot_name LIKE 'pg\_%d\_sync\_%%'`, subid))
+	return m.dropSlots(ctx, `s.slot_name LIKE $1`, fmt.Sprintf(`pg\_%d\_sync\_%%`, subid))
 }
 
 // dropMarkedCopy drops the destination's schema if, and only if, it is an
@@ -222,65 +224,30 @@ func (m *move) dropMarkedCopy(ctx context.Context) error {
 // dropSlot drops the move's slot on the source, under its name or the name
 // older pgms versions gave it.
 func (m *move) dropSlot(ctx context.Context) error {
-	return m.dropSlots(ctx, "slot_name IN ("+quoteLiteral(m.slot)+", "+quoteLiteral(names.LegacyMoveSlot(m.schema))+")")
+	return m.dropSlots(ctx, "s.slot_name IN ($1, $2)", m.slot, names.LegacyMoveSlot(m.schema))
 }
 
 // dropSlots drops the source's slots matching a condition. A slot still in
 // use by a walsender whose subscriber is gone is freed by ending that
 // walsender after a grace period: the move holds the shard's claim, so no
 // other run streams from it.
-func (m *move) dropSlots(ctx context.Context, where string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	grace := time.Now().Add(2 * time.Second)
-	for {
-		// Slots are named in one namespace for the whole server; only this
-		// database's are the move's.
-		rows, err := m.src.Conn.Query(ctx, "SELECT slot_name::text, active_pid FROM pg_catalog.pg_replication_slots WHERE database = current_database() AND ("+where+")")
-		if err != nil {
-			return pgutil.Wrap(err, "node %s: list replication slots", m.src.Name)
-		}
-		type slot struct {
-			name string
-			pid  *int
-		}
-		var slots []slot
-		for rows.Next() {
-			var s slot
-			if err := rows.Scan(&s.name, &s.pid); err != nil {
-				rows.Close()
-				return err
-			}
-			slots = append(slots, s)
-		}
-		if err := rows.Err(); err != nil {
-			return pgutil.Wrap(err, "node %s: list replication slots", m.src.Name)
-		}
-		if len(slots) == 0 {
-			return nil
-		}
-		var lastErr error
-		for _, s := range slots {
-			if s.pid != nil {
-				if time.Now().After(grace) {
-					m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_terminate_backend($1)", *s.pid) //nolint:errcheck // re-checked next round
-				}
-				lastErr = fmt.Errorf("slot %s is in use by process %d", s.name, *s.pid)
-				continue
-			}
-			if _, err := m.src.Conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", s.name); err != nil {
-				if connectionLost(err) {
-					return pgutil.Wrap(err, "node %s: drop replication slot %s", m.src.Name, s.name)
-				}
-				lastErr = err
-			}
-		}
-		if time.Now().After(deadline) {
-			return pgutil.Wrap(lastErr, "node %s: drop replication slot", m.src.Name)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
+func (m *move) dropSlots(ctx context.Context, cond string, args ...any) error {
+	// Slots are named in one namespace for the whole server; only this
+	// database's are the move's.
+	slots, err := dropReplicationSlots(ctx, m.src, "s.database = current_database() AND ("+cond+")", args, slotPolicy{wait: 15 * time.Second, poll: 50 * time.Millisecond,
+		holder: func(_ heldSlot, held time.Duration) (string, bool) { return "", held > 2*time.Second }})
+	if err != nil {
+		return err
+	}
+	for _, s := range slots {
+		switch {
+		case s.err != nil:
+			return pgutil.Wrap(s.err, "node %s: drop replication slot", m.src.Name)
+		case s.holder.pid != 0:
+			return pgutil.Wrap(fmt.Errorf("slot %s is in use by process %d", s.name, s.holder.pid), "node %s: drop replication slot", m.src.Name)
 		}
 	}
+	return nil
 }
 
 func (m *move) dropPublication(ctx context.Context) error {

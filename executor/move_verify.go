@@ -15,6 +15,7 @@ import (
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/fault"
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/units"
 )
 
 // Verification levels (MoveOptions.Verify, verify in the files, --verify).
@@ -66,7 +67,7 @@ func (v *VerifyResult) String() string {
 	if v.Level == VerifyFull {
 		what = "row counts and content hashes"
 	}
-	return fmt.Sprintf("verified (%s): %s of %d tables in %d chunks, %d rows, match; %s", v.Level, what, v.Tables, v.Chunks, v.Rows, fmtMS(v.Took))
+	return fmt.Sprintf("verified (%s): %s of %d tables in %d chunks, %d rows, match; %s", v.Level, what, v.Tables, v.Chunks, v.Rows, units.FormatMS(v.Took))
 }
 
 // MismatchError is a copy that differs from the source at the snapshot it

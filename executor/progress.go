@@ -159,3 +159,7 @@ func formatCopy(c *CopyProgress) string {
 	}
 	return b.String()
 }
+
+// DefaultProgressInterval is how often a LineReporter prints a move's
+// progress unless told.
+const DefaultProgressInterval = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/internal/words"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -568,7 +569,7 @@ func (b *planBuilder) drains() {
 		if len(held) == 0 {
 			continue
 		}
-		d := Drain{Node: n.Name, Shards: len(held), Ranges: compactInts(held), Source: config.Pos(n.DeclRange)}
+		d := Drain{Node: n.Name, Shards: len(held), Ranges: words.Shards(held, 0), Source: config.Pos(n.DeclRange)}
 		b.plan.Drains = append(b.plan.Drains, d)
 		b.warnf(n.Name, nil, fmt.Sprintf("node %s is drained but still holds %d shards", n.Name, len(held)),
 			"drain = true at %s, and the files still place shards %s on %s. drain guides pgms rebalance, which rewrites the placement: run pgms rebalance --write, review the diff, then plan; the moves appear then.",
@@ -641,9 +642,9 @@ func (b *planBuilder) retire() {
 		switch {
 		case len(shards) > 0:
 			shard = shards[0]
-			b.errorf(rn.Name, &shard, src, fmt.Sprintf("retired node %s still holds shards %s", rn.Name, compactInts(shards)),
+			b.errorf(rn.Name, &shard, src, fmt.Sprintf("retired node %s still holds shards %s", rn.Name, words.Shards(shards, 0)),
 				"Node %s is retired at %s, but no shards block places shards %s elsewhere, so they would stay on it. Place them on another node (pgms moves them off %s), or drop them with a removed block.",
-				rn.Name, src, compactInts(shards), rn.Name)
+				rn.Name, src, words.Shards(shards, 0), rn.Name)
 		case len(kept) > 0:
 			b.warnf(rn.Name, nil, fmt.Sprintf("retired node %s still holds leftovers", rn.Name),
 				"Node %s is retired at %s, but it keeps %s within cleanup_after; it is forgotten once they are gone (pgms cleanup --retain 0 drops them now).", rn.Name, src, strings.Join(kept, ", "))
@@ -662,25 +663,6 @@ func (b *planBuilder) retire() {
 		b.warnf(n.Name, nil, fmt.Sprintf("node %s is not in the files, but registered", n.Name),
 			"pgms managed node %s (%s) and still visits it: shards on it are live. To retire it, place its shards on other nodes and add removed { node = %q }.", n.Name, n.Addr, n.Name)
 	}
-}
-
-// compactInts says which numbers a sorted list holds: "3, 5-8".
-func compactInts(ns []int) string {
-	sort.Ints(ns)
-	var parts []string
-	for i := 0; i < len(ns); {
-		j := i
-		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
-			j++
-		}
-		if i == j {
-			parts = append(parts, fmt.Sprint(ns[i]))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ", ")
 }
 
 // checkMoves refuses moves the nodes cannot carry: they would fail at
@@ -768,13 +750,6 @@ func (b *planBuilder) cleanup() {
 			b.plan.Kept = append(b.plan.Kept, step)
 		}
 	}
-}
-
-func toolNote(l state.Leftover) string {
-	if l.Tool == state.ToolPGMicrosharding {
-		return "pg-microsharding's naming"
-	}
-	return "pgms"
 }
 
 func objectKind(kind string) string {

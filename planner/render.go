@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/internal/words"
 )
 
 // Renderer writes a plan in one format. Every format renders the same Plan
@@ -110,7 +111,7 @@ func shardsLabel(s Step) string {
 // move (1.30 GB), 1 to clean up."
 func SummaryLine(p *Plan) string {
 	if p.HasErrors() {
-		return fmt.Sprintf("Planning failed: %d %s.", len(p.Errors), pluralWord(len(p.Errors), "error", "errors"))
+		return fmt.Sprintf("Planning failed: %d %s.", len(p.Errors), words.Plural(len(p.Errors), "error", "errors"))
 	}
 	if !p.HasChanges() {
 		if p.Pending() {
@@ -150,19 +151,12 @@ func pendingText(p *Plan) string {
 		for _, ip := range p.InProgress {
 			shards[ip.Shard] = true
 		}
-		parts = append(parts, fmt.Sprintf("%d %s being changed by another run", len(shards), pluralWord(len(shards), "shard", "shards")))
+		parts = append(parts, fmt.Sprintf("%d %s being changed by another run", len(shards), words.Plural(len(shards), "shard", "shards")))
 	}
 	if n := len(p.Drains); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d drained %s still holding shards (run pgms rebalance)", n, pluralWord(n, "node", "nodes")))
+		parts = append(parts, fmt.Sprintf("%d drained %s still holding shards (run pgms rebalance)", n, words.Plural(n, "node", "nodes")))
 	}
 	return strings.Join(parts, "; ")
-}
-
-func pluralWord(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // legend lists the symbols the plan uses, and only those.
@@ -258,11 +252,7 @@ func writeExtras(b *strings.Builder, p *Plan) {
 			if u.Active {
 				state = "active"
 			}
-			what := "shard"
-			if u.Shards.Len() > 1 {
-				what = "shards"
-			}
-			fmt.Fprintf(b, "  %s %s on %s (%s)\n", what, u.Shards, u.Node, state)
+			fmt.Fprintf(b, "  %s on %s (%s)\n", words.ShardRange(u.Shards.From, u.Shards.To), u.Node, state)
 		}
 		b.WriteString("\n")
 	}
@@ -336,7 +326,7 @@ func (Markdown) Render(w io.Writer, p *Plan) error {
 	}
 	out := head.String()
 	if body.Len() > 0 {
-		details := fmt.Sprintf("\n<details><summary>%d %s</summary>\n\n%s\n</details>\n", len(p.Steps), pluralWord(len(p.Steps), "step", "steps"), body.String())
+		details := fmt.Sprintf("\n<details><summary>%d %s</summary>\n\n%s\n</details>\n", len(p.Steps), words.Plural(len(p.Steps), "step", "steps"), body.String())
 		if len(out)+len(details) > MarkdownLimit {
 			details = truncateDetails(body.String(), MarkdownLimit-len(out), len(p.Steps))
 		}

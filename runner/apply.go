@@ -104,16 +104,8 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	if takeover != nil && req.OnTakeover != nil {
 		req.OnTakeover(*takeover)
 	}
-	// The run stops at its next safe point when its lock is lost.
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := watchLock(ctx, lock)
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-lock.Lost():
-			cancel(lock.Err())
-		case <-ctx.Done():
-		}
-	}()
 
 	live := Refresh(ctx, t, false)
 	if err := ctx.Err(); err != nil {
@@ -194,6 +186,20 @@ func Apply(ctx context.Context, req ApplyRequest) (ApplyOutcome, error) {
 	}
 	journal.EndRun(context.WithoutCancel(ctx), outcome, applyErr) //nolint:errcheck // the outcome is returned either way
 	return out, applyErr
+}
+
+// watchLock returns a context that ends when the run lock is lost, with
+// the loss as its cause: the run stops at its next safe point.
+func watchLock(ctx context.Context, lock *state.RunLock) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(lock.Err())
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // stopCause names why the run's context ended: its lost lock, or the

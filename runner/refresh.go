@@ -1,11 +1,13 @@
-// Package runner carries out pgms's operations on a topology: reading the
-// cluster the files and the node registry describe, planning, and the
-// apply protocol (the run lock, the check of a saved plan, registration of
-// the nodes, the journal, the steps). It is what the commands call; it
-// prints nothing and asks nothing itself: callers pass what to show and
-// how to confirm, and branch on its typed errors.
+// Package runner carries out pgms's operations: reading the cluster the
+// topology files and the node registry describe, planning, the apply
+// protocol (the run lock, the check of a saved plan, registration of the
+// nodes, the journal, the steps) and the same protocol for a single move,
+// and the work of the commands that take nodes by DSN (install, import,
+// cleanup). It is what the commands call; it prints nothing and asks
+// nothing itself: callers pass what to show and how to confirm, and branch
+// on its typed errors.
 //
-// runner depends on config, state, planner and executor; none of them
+// runner depends on config, state, planner, executor and sql; none of them
 // depends on it.
 package runner
 
@@ -155,4 +157,22 @@ func Plan(ctx context.Context, t *config.Topology, now time.Time) (*planner.Plan
 	live := Refresh(ctx, t, false)
 	lock := ReadLock(ctx, t)
 	return planner.Compute(planner.Input{Desired: t, Live: live, Now: now, LibraryVersion: sql.Version, Lock: lock}), live
+}
+
+// Changes says how the topology files at path and the live cluster
+// differ from those a saved plan was made from (none: the plan is
+// current). It fails when it cannot tell: the files do not load, or a node
+// cannot be read.
+func Changes(ctx context.Context, f *planner.File, path string) ([]string, error) {
+	t, diags := config.Load(path)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("the topology files at %s do not load (pgms validate --config %s says why)", path, path)
+	}
+	live := Refresh(ctx, t, false)
+	for _, n := range live.Nodes {
+		if n.Err != nil {
+			return nil, n.Err
+		}
+	}
+	return f.Changes(t, live.Snapshot()), nil
 }

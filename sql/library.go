@@ -30,10 +30,6 @@ const Version = 3
 //go:embed library.sql
 var script string
 
-// Script returns the library's SQL text. It is meant to run with search_path
-// set to the target schema; Install does that.
-func Script() string { return script }
-
 var versionInScript = regexp.MustCompile(`FUNCTION microsharding_version\(\) RETURNS integer\s+LANGUAGE sql IMMUTABLE\s+SET search_path FROM CURRENT\s+AS \$\$ SELECT (\d+); \$\$`)
 
 // scriptVersion is the version the embedded script declares; a test keeps it

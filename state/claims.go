@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/internal/words"
 )
 
 // Shard claims make work on a shard exclusive, cluster-wide, whoever runs
@@ -278,7 +279,7 @@ func (c *Claim) shardText() string {
 	if len(c.spec.Shards) == 1 {
 		return fmt.Sprintf("shard %d", c.spec.Shards[0])
 	}
-	return fmt.Sprintf("shards %s", compactInts(c.spec.Shards))
+	return "shards " + words.Shards(c.spec.Shards, 0)
 }
 
 // acquire takes the claim's lock on c.node and writes the rows. With
@@ -510,22 +511,4 @@ func ensureTable(ctx context.Context, conn *pgx.Conn, lib, ddl, table string) er
 		_, err := tx.Exec(ctx, fmt.Sprintf(ddl, pgutil.Quote(lib)))
 		return err
 	})
-}
-
-// compactInts says which numbers a sorted list holds: "3, 5-8".
-func compactInts(ns []int) string {
-	var parts []string
-	for i := 0; i < len(ns); {
-		j := i
-		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
-			j++
-		}
-		if i == j {
-			parts = append(parts, fmt.Sprint(ns[i]))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ", ")
 }

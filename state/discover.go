@@ -35,6 +35,9 @@ type RefreshOptions struct {
 	// Weights asks for shard weights: the default measure, or WeightSQL.
 	Weights   bool
 	WeightSQL string
+	// ActiveWeightsOnly limits Weights to active shards, what pgms list
+	// shows: a weight query may fail on a shard not migrated yet.
+	ActiveWeightsOnly bool
 	// Parallelism is how many nodes are read at once; 8 when zero.
 	Parallelism int
 }
@@ -383,9 +386,11 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 	}
 
 	if opts.Weights && len(n.Shards) > 0 {
-		schemas := make([]string, len(n.Shards))
-		for i, s := range n.Shards {
-			schemas[i] = s.Schema
+		schemas := make([]string, 0, len(n.Shards))
+		for _, s := range n.Shards {
+			if s.Active || !opts.ActiveWeightsOnly {
+				schemas = append(schemas, s.Schema)
+			}
 		}
 		var weights map[string]Weight
 		if opts.WeightSQL == "" {

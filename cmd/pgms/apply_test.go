@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/sql"
 	"github.com/pgms-dev/pgms/state"
@@ -30,7 +31,7 @@ func freshCluster(t *testing.T) []pgtest.DB {
 	t.Helper()
 	dbs := pgtest.Databases(t, 3)
 	for i, name := range []string{"a", "b", "c"} {
-		t.Setenv(envVarFor(name), dbs[i].DSN)
+		t.Setenv(config.DSNVariable(name), dbs[i].DSN)
 	}
 	return dbs
 }

@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/textdiff"
+	"github.com/pgms-dev/pgms/internal/words"
 )
-
-func init() { register(newFmtCommand) }
 
 func newFmtCommand() *cobra.Command {
 	var (
@@ -23,62 +18,40 @@ func newFmtCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fmt",
 		Short: "Rewrite the topology files in canonical layout",
-		Long: `Fmt rewrites the topology files in canonical layout: HCL's standard
-indentation and alignment, and shard ranges written plainly ("0007" becomes
-"7", "3 - 5" becomes "3-5"). It prints the name of each file it changes.
-
---check changes nothing: it lists the files that are not in canonical layout
-and exits 1 if there are any. --diff prints the changes as a unified diff
-(with --check, without writing them).`,
+		Long:  longHelp("fmt"),
 		Example: `  pgms fmt --config topology/
   pgms fmt --check --diff --config topology/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			files, diags := config.ListFiles(path)
-			if diags.HasErrors() {
+			changed, sources, diags, err := config.FormatFiles(path)
+			if err != nil {
+				return err
+			}
+			if sources == nil {
 				printDiagnostics(stderr, nil, diags)
 				return errReported
 			}
-			var (
-				unformatted int
-				broken      hcl.Diagnostics
-				sources     = map[string][]byte{}
-			)
-			for _, f := range files {
-				src, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				sources[f] = src
-				formatted, diags := config.Format(src, f)
-				if diags.HasErrors() {
-					broken = append(broken, diags...)
-					continue
-				}
-				if bytes.Equal(src, formatted) {
-					continue
-				}
-				unformatted++
+			for _, f := range changed {
 				if diff {
-					fmt.Fprint(out, textdiff.Unified(f, f, string(src), string(formatted)))
+					fmt.Fprint(out, textdiff.Unified(f.Path, f.Path, string(f.Old), string(f.New)))
 				} else {
-					fmt.Fprintln(out, f)
+					fmt.Fprintln(out, f.Path)
 				}
 				if !check {
-					if err := replaceFile(f, formatted); err != nil {
+					if err := config.WriteFile(f.Path, f.New); err != nil {
 						return err
 					}
 				}
 			}
-			if len(broken) > 0 {
-				if err := printDiagnostics(stderr, sources, broken); err != nil {
+			if diags.HasErrors() {
+				if err := printDiagnostics(stderr, sources, diags); err != nil {
 					return err
 				}
-				return fmt.Errorf("cannot format files with syntax errors: %s", count(errorCount(broken), "error"))
+				return fmt.Errorf("cannot format files with syntax errors: %s", errorCount(diags))
 			}
-			if check && unformatted > 0 {
-				return fmt.Errorf("%s not in canonical layout; run pgms fmt", count(unformatted, "file"))
+			if check && len(changed) > 0 {
+				return fmt.Errorf("%s not in canonical layout; run pgms fmt", words.Count(len(changed), "file"))
 			}
 			return nil
 		},
@@ -87,31 +60,4 @@ and exits 1 if there are any. --diff prints the changes as a unified diff
 	cmd.Flags().BoolVar(&check, "check", false, "change nothing; list unformatted files and exit 1 if there are any")
 	cmd.Flags().BoolVar(&diff, "diff", false, "print the changes as a unified diff")
 	return cmd
-}
-
-// replaceFile writes content to path through a temporary file and a
-// rename, so that an interrupted write never leaves half a file; the mode
-// is kept.
-func replaceFile(path string, content []byte) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

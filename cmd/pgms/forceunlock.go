@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/state"
 )
-
-func init() { register(newForceUnlockCommand) }
 
 func newForceUnlockCommand() *cobra.Command {
 	var (
@@ -23,15 +19,7 @@ func newForceUnlockCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "force-unlock",
 		Short: "Clear the run lock of a pgms run that is gone",
-		Long: `Force-unlock clears the run lock on the state node. The lock itself is a
-session advisory lock and disappears with the session of the run holding it;
-what a dead run leaves behind is its holder row, which force-unlock removes.
-
-A lock held by a live session is refused: that run is still working. Only if
-you know its process is gone for good (a hung machine whose connection the
-server has not noticed yet) pass --terminate to end that session
-(pg_terminate_backend) after confirming, or --yes to skip the question. A
-move ended that way stops like a crash: running it again continues it.`,
+		Long:  longHelp("force-unlock"),
 		Example: `  pgms force-unlock --dsn postgres://admin@db1/app
   pgms force-unlock --dsn postgres://admin@db1/app --terminate`,
 		Args: cobra.NoArgs,
@@ -56,9 +44,13 @@ move ended that way stops like a crash: running it again continues it.`,
 				if st.Holder != nil {
 					who = fmt.Sprintf("session %d of %s", st.HolderPID, st.Holder)
 				}
-				fmt.Fprintf(out, "Terminate %s on %s? Its run stops where it is. [y/N] ", who, n.Name)
-				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+				q := question{text: fmt.Sprintf("Terminate %s on %s? Its run stops where it is.", who, n.Name),
+					skip: "pass --auto-approve to terminate without asking"}
+				ok, err := q.ask(cmd.InOrStdin(), out)
+				if err != nil {
+					return err
+				}
+				if !ok {
 					fmt.Fprintln(out, "Not terminated.")
 					return nil
 				}
@@ -81,6 +73,6 @@ move ended that way stops like a crash: running it again continues it.`,
 	}
 	nodes.add(cmd)
 	cmd.Flags().BoolVar(&terminate, "terminate", false, "end the session holding the lock (only if its process is gone)")
-	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before terminating")
+	autoApproveFlag(cmd, &yes, "terminate", "")
 	return cmd
 }

@@ -1,25 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/config"
-	"github.com/pgms-dev/pgms/internal/dsn"
-	"github.com/pgms-dev/pgms/sql"
-	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/runner"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newImportCommand) }
-
-var nodeNamePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]*$`)
 
 func newImportCommand() *cobra.Command {
 	var (
@@ -30,70 +21,39 @@ func newImportCommand() *cobra.Command {
 		force      bool
 		literalDSN bool
 		schema     string
-		prefix     string
-		digits     int
+		naming     namingFlags
+		format     formatFlag
 	)
 	cmd := &cobra.Command{
-		Use:   "import",
-		Short: "Write topology files that describe the live cluster as it is",
-		Long: `Import reads every node and writes a topology file placing each shard where it
-lives, with its active flag; contiguous ranges are merged. pgms plan on the
-result shows no changes. This is how a cluster managed by pg-microsharding (or
-by hand) comes under pgms.
-
-Name nodes with --node NAME=DSN; plain --dsn entries (or $PGMS_DSNS, $PGDSNS,
-$DSNS) are named after their host. The file reads each DSN from an
-environment variable PGMS_DSN_<NAME> (printed at the end), so no password
-lands in it; --literal-dsn writes the DSNs themselves, without passwords
-(libpq then finds them in PGPASSWORD or ~/.pgpass).`,
+		Use:     "import",
+		Short:   "Write topology files that describe the live cluster as it is",
+		Long:    longHelp("import"),
 		Example: `  pgms import --node a=postgres://admin@db-a/app --node b=postgres://admin@db-b/app --out topology/`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			specs, err := importSpecs(nodes, dsns)
+			r, err := format.renderer()
 			if err != nil {
 				return err
 			}
-			naming := sql.Naming{Prefix: prefix, Digits: digits}
+			specs, err := runner.ImportNodes(nodes, dsns)
+			if err != nil {
+				return err
+			}
 			target := filepath.Join(outDir, fileName)
 			if _, err := os.Stat(target); err == nil && !force {
 				return fmt.Errorf("%s exists; pass --force to overwrite it, or --out another directory", target)
 			}
-			live := state.Refresh(cmd.Context(), specs, state.RefreshOptions{LibrarySchema: schema, Naming: naming})
-			t, err := describeLive(live, specs, naming, schema, literalDSN)
+			t, content, err := runner.Import(cmd.Context(), runner.ImportRequest{Nodes: specs, Naming: naming.Naming, LibrarySchema: schema, LiteralDSN: literalDSN})
 			if err != nil {
 				return err
-			}
-			content := config.Generate(t)
-			// The written file must load back to the same placement: check
-			// before writing, with the variables it names taken as set.
-			lookup := func(name string) (string, bool) { return "postgres://check/", true }
-			back, diags := config.LoadSources(map[string][]byte{fileName: content}, config.WithLookupEnv(lookup))
-			if diags.HasErrors() {
-				return fmt.Errorf("generated topology does not load (a bug): %v", diags)
-			}
-			if s1, a1 := back.Counts(); s1 != countShards(t) || a1 != countActive(t) {
-				return errors.New("generated topology does not round-trip (a bug)")
 			}
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
 				return err
 			}
-			write := replaceFile
-			if _, err := os.Stat(target); os.IsNotExist(err) {
-				write = func(path string, content []byte) error { return os.WriteFile(path, content, 0o644) }
-			}
-			if err := write(target, content); err != nil {
+			if err := config.WriteFile(target, content); err != nil {
 				return err
 			}
-			shards, active := t.Counts()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Wrote %s: %s, %s (%d active).\n", target, count(len(t.Nodes), "node"), count(shards, "shard"), active)
-			if !literalDSN {
-				fmt.Fprintln(out, "\nIt reads the DSNs from these variables; set them wherever pgms runs:")
-				for _, s := range specs {
-					fmt.Fprintf(out, "  export %s='%s'\n", envVarFor(s.Name), dsn.Redact(s.DSN))
-				}
-			}
-			return nil
+			return r.Render(cmd.OutOrStdout(), views.NewImport(target, t, specs, literalDSN))
 		},
 	}
 	cmd.Flags().StringArrayVar(&nodes, "node", nil, "node as NAME=DSN (repeatable)")
@@ -102,108 +62,8 @@ lands in it; --literal-dsn writes the DSNs themselves, without passwords
 	cmd.Flags().StringVar(&fileName, "file", "topology.pgms.hcl", "name of the file to write")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
 	cmd.Flags().BoolVar(&literalDSN, "literal-dsn", false, "write the DSNs (without passwords) instead of env() references")
-	cmd.Flags().StringVar(&schema, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library")
-	cmd.Flags().StringVar(&prefix, "schema-prefix", sql.DefaultNaming.Prefix, "shard schema name prefix")
-	cmd.Flags().IntVar(&digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
+	libraryFlag(cmd, &schema)
+	naming.add(cmd, "shard schema name prefix")
+	format.add(cmd, views.FormatText, views.FormatJSON)
 	return cmd
 }
-
-// importSpecs names the nodes to import: NAME=DSN entries as given, plain
-// DSNs after their host.
-func importSpecs(nodes, dsns []string) ([]state.NodeSpec, error) {
-	var specs []state.NodeSpec
-	seen := map[string]bool{}
-	add := func(name, d string) error {
-		if !nodeNamePattern.MatchString(name) {
-			return fmt.Errorf("node name %q: use letters, digits, _ and -, starting with a letter", name)
-		}
-		if seen[name] {
-			return fmt.Errorf("node name %q given twice; name the nodes with --node NAME=DSN", name)
-		}
-		seen[name] = true
-		specs = append(specs, state.NodeSpec{Name: name, DSN: d})
-		return nil
-	}
-	for _, n := range nodes {
-		name, d, ok := strings.Cut(n, "=")
-		if !ok {
-			return nil, fmt.Errorf("--node %q: write NAME=DSN", dsn.Redact(n))
-		}
-		if err := add(name, d); err != nil {
-			return nil, err
-		}
-	}
-	if len(nodes) == 0 && len(dsns) == 0 {
-		dsns, _ = dsn.FromEnv()
-	}
-	for _, d := range dsns {
-		if err := add(hostName(d), d); err != nil {
-			return nil, err
-		}
-	}
-	if len(specs) == 0 {
-		return nil, errors.New("no nodes given: pass --node NAME=DSN (repeatable) or --dsn DSN")
-	}
-	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	return specs, nil
-}
-
-var notNameChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
-
-// hostName derives a node name from a DSN's host and port: db-a.example:5432
-// becomes db_a_example_5432.
-func hostName(d string) string {
-	name := notNameChars.ReplaceAllString(strings.SplitN(dsn.Name(d), "/", 2)[0], "_")
-	name = strings.Trim(name, "_")
-	if name == "" || !isLetter(name[0]) {
-		name = "node_" + name
-	}
-	return name
-}
-
-// envVarFor is the variable an imported file reads a node's DSN from.
-func envVarFor(node string) string {
-	return "PGMS_DSN_" + strings.ToUpper(notNameChars.ReplaceAllString(node, "_"))
-}
-
-// describeLive turns the live state into a topology, refusing states a
-// topology cannot describe.
-func describeLive(live *state.Cluster, specs []state.NodeSpec, naming sql.Naming, schema string, literal bool) (*config.Topology, error) {
-	t := &config.Topology{}
-	t.Cluster.SchemaPrefix, t.Cluster.SchemaDigits = naming.Prefix, naming.Digits
-	t.Cluster.LibrarySchema = schema
-	t.Cluster.CleanupAfter = config.DefaultCleanupAfter
-	var problems []string
-	where := map[int]string{}
-	for i, n := range live.Nodes {
-		switch {
-		case n.Err != nil:
-			problems = append(problems, n.Err.Error())
-			continue
-		case n.Standby:
-			problems = append(problems, fmt.Sprintf("node %s is a standby; import the primaries", n.Label()))
-			continue
-		}
-		node := config.Node{Name: n.Name, DSN: dsn.WithoutPassword(specs[i].DSN)}
-		if !literal {
-			node.DSNExpr = fmt.Sprintf("env(%q)", envVarFor(n.Name))
-		}
-		t.Nodes = append(t.Nodes, node)
-		for _, s := range n.Shards {
-			if other, ok := where[s.Shard]; ok {
-				problems = append(problems, fmt.Sprintf("shard %d (%s) exists on both %s and %s; a topology places it on one node: resolve that first", s.Shard, s.Schema, other, n.Name))
-				continue
-			}
-			where[s.Shard] = n.Name
-			t.Shards = append(t.Shards, config.ShardRange{From: s.Shard, To: s.Shard, Node: n.Name, Active: s.Active})
-		}
-	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("cannot import:\n  %s", strings.Join(problems, "\n  "))
-	}
-	sort.Slice(t.Shards, func(i, j int) bool { return t.Shards[i].From < t.Shards[j].From })
-	return t, nil
-}
-
-func countShards(t *config.Topology) int { s, _ := t.Counts(); return s }
-func countActive(t *config.Topology) int { _, a := t.Counts(); return a }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/views"
 )
 
 func TestInstallAndList(t *testing.T) {
@@ -48,14 +49,14 @@ func TestInstallAndList(t *testing.T) {
 	}
 
 	r = pgms(t, "", append([]string{"list", "--json", "--weight-sql", "SELECT count(*), 'extra' AS note FROM t"}, args...)...).must(t)
-	var l listing
+	var l views.List
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		t.Fatalf("json: %v\n%s", err, r.stdout)
 	}
-	if l.Count != 3 || l.Bytes || len(l.Nodes) != 2 {
+	if l.Shards != 3 || l.WeightInBytes || len(l.Nodes) != 2 || l.FormatVersion != views.FormatVersion {
 		t.Fatalf("json listing: %+v", l)
 	}
-	var first listedNode
+	var first views.ListNode
 	for _, n := range l.Nodes {
 		if strings.HasSuffix(n.Node, dbs[0].Name) && n.Node == dbs[0].Server.Addr()+"/"+dbs[0].Name {
 			first = n
@@ -125,5 +126,11 @@ node "b" { dsn = env("PGMS_DSN_B") }
 	}
 	if got := count1(t, dbs[1].DSN, `SELECT "sharding lib".microsharding_schema_name_(7)`); got != "part_007" {
 		t.Errorf("naming on b: %s", got)
+	}
+	// list finds the shards by that naming.
+	pgtest.Exec(t, pgtest.Connect(t, dbs[1].DSN), `SELECT "sharding lib".microsharding_ensure_exist(7); SELECT "sharding lib".microsharding_ensure_active(7)`)
+	r = pgms(t, "", "list", "--dsn", dbs[1].DSN, "--schema", "sharding lib", "--schema-prefix", "part_", "--schema-digits", "3").must(t)
+	if !strings.Contains(r.stdout, "part_007") || !strings.Contains(r.stdout, ": 1 active shard,") {
+		t.Errorf("list with the naming:\n%s", r.stdout)
 	}
 }

@@ -1,16 +1,19 @@
 // Command pgms manages PostgreSQL microshards declaratively.
 //
-// The command layer only parses flags and wires packages together; the
-// behaviour lives in config, state, planner, executor and sql.
+// The command layer parses flags, asks questions and wires packages
+// together; the behaviour lives in config, state, planner, rebalance,
+// executor, runner and sql, and what each command shows in views.
 package main
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -22,7 +25,7 @@ import (
 // Exit codes, the same for every command.
 const (
 	exitOK          = 0   // success; for plan -detailed-exitcode: no changes
-	exitError       = 1   // any error, and a declined confirmation
+	exitError       = 1   // any error, and a declined apply
 	exitChanges     = 2   // plan -detailed-exitcode: there are changes
 	exitInterrupted = 130 // stopped by SIGINT at a safe point (128 + 2)
 	exitTerminated  = 143 // stopped by SIGTERM at a safe point (128 + 15)
@@ -40,7 +43,7 @@ func interruptedCode() int {
 	return exitInterrupted
 }
 
-// exitError carries a specific exit code through cobra.
+// exitCodeError carries a specific exit code through cobra.
 type exitCodeError struct {
 	code int
 	err  error
@@ -57,8 +60,8 @@ func (e *exitCodeError) Unwrap() error { return e.err }
 // withCode makes a command end with code; a nil err prints nothing.
 func withCode(code int, err error) error { return &exitCodeError{code: code, err: err} }
 
-// silentError ends a command with exit 1 after it already reported its
-// errors itself (for example per node).
+// errReported ends a command, with the exit code withCode gives it, after
+// the command reported its errors itself (a plan's, a node's).
 var errReported = errors.New("")
 
 func main() {
@@ -103,32 +106,25 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "pgms",
-		Short: "Manage PostgreSQL microshards declaratively",
-		Long: `pgms manages microshards (schemas sh0001, sh0002, …) spread over PostgreSQL
-primaries. It installs the microsharding stored-function library, lists shards
-and their weights, and keeps the cluster in line with topology files.
-
-Exit codes: 0 success (plan -detailed-exitcode: no changes), 1 error or a
-declined confirmation, 2 plan -detailed-exitcode: changes pending,
-130 stopped by SIGINT, 143 stopped by SIGTERM (both at a safe point).`,
+		Use:           "pgms",
+		Short:         "Manage PostgreSQL microshards declaratively",
+		Long:          longHelp("pgms"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	for _, add := range commands {
-		root.AddCommand(add())
-	}
+	root.AddCommand(
+		// The declarative workflow.
+		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),
+		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(),
+		// The imperative commands of pg-microsharding.
+		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
+		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),
+	)
 	return root
 }
-
-// commands are the subcommand constructors; each command file registers
-// its own in init so that files stay independent.
-var commands []func() *cobra.Command
-
-func register(c func() *cobra.Command) { commands = append(commands, c) }
 
 // longFlags accepts flags written with one dash (-out=plan, -detailed-exitcode,
 // as in Terraform) by rewriting them to the two-dash form cobra parses. pgms
@@ -154,3 +150,19 @@ func longFlags(args []string) []string {
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// helpTexts hold the long help of every command, help/<command>.txt: prose
+// kept apart from the wiring, written as the terminal shows it.
+//
+//go:embed help/*.txt
+var helpTexts embed.FS
+
+// longHelp is the long help of a command.
+func longHelp(command string) string {
+	b, err := helpTexts.ReadFile("help/" + command + ".txt")
+	if err != nil {
+		// Every command has its file; TestHelp checks that each one loads.
+		panic(err)
+	}
+	return strings.TrimRight(string(b), "\n")
+}

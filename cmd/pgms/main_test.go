@@ -6,11 +6,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rogpeppe/go-internal/testscript"
+
 	"github.com/pgms-dev/pgms/internal/pgtest"
 )
 
-// The command tests share three servers.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, 3)) }
+// The command tests share three servers. The test binary is the pgms of
+// the scripts too (see TestScripts): run under that name it is pgms, and
+// starts no server.
+func TestMain(m *testing.M) {
+	testscript.Main(withServers{m}, map[string]func(){
+		"pgms": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+// withServers runs the tests with the package's servers started.
+type withServers struct{ m *testing.M }
+
+func (w withServers) Run() int { return pgtest.Main(w.m, 3) }
 
 // result is what one pgms invocation printed and returned.
 type result struct {

@@ -72,7 +72,7 @@ func moveNodes(t *testing.T) (src, dst pgtest.DB, a, b *pgx.Conn) {
 }
 
 func moveArgsFor(src, dst pgtest.DB) []string {
-	return []string{"move", "--shard=1", "--from=" + src.DSN, "--to=" + dst.DSN, "--activate-on-destination=yes", "--progress-every=100ms"}
+	return []string{"move", "--shard=1", "--from=" + src.DSN, "--to=" + dst.DSN, "--activate-on-destination=yes", "--progress=100ms"}
 }
 
 // TestMoveCrashAtEveryPhase kills pgms (SIGKILL) at a point of every phase
@@ -212,9 +212,9 @@ func TestMoveCommand(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	r = pgms(t, "", "status", "--dsn", src.DSN, "--json").must(t)
+	r = pgms(t, "", "status", "--dsn", src.DSN, "--format", "json").must(t)
 	if !strings.Contains(r.stdout, `"pause_ms"`) || !strings.Contains(r.stdout, `"outcome": "succeeded"`) {
-		t.Errorf("status --json:\n%s", r.stdout)
+		t.Errorf("status --format json:\n%s", r.stdout)
 	}
 	if strings.Contains(r.stdout+r.stderr, "password") {
 		t.Errorf("a password may have leaked")
@@ -270,7 +270,7 @@ func TestForceUnlockCommand(t *testing.T) {
 	if !strings.Contains(r.stdout, "Not terminated") {
 		t.Errorf("declined: %s", r.stdout)
 	}
-	r = pgms(t, "y\n", "force-unlock", "--dsn", db.DSN, "--terminate").must(t)
+	r = pgms(t, "yes\n", "force-unlock", "--dsn", db.DSN, "--terminate").must(t)
 	if !strings.Contains(r.stdout, "Terminated session") || !strings.Contains(r.stdout, "Cleared the holder row") {
 		t.Errorf("terminate: %s", r.stdout)
 	}

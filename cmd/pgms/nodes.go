@@ -2,58 +2,60 @@ package main
 
 import (
 	"context"
-	"os"
-
-	"github.com/spf13/cobra"
+	"fmt"
+	"io"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/pgutil"
-	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/views"
+	"github.com/spf13/cobra"
 )
 
-// nodeFlags are the flags of commands that act on a list of nodes given
-// directly rather than through topology files.
-type nodeFlags struct {
-	dsns   []string
-	schema string
+// connectStateNode connects to the one node a journal command reads: the
+// state node of the topology with --config (whose library schema it then
+// uses), else the node dsn.ResolveOne picks.
+func connectStateNode(ctx context.Context, stderr io.Writer, f *stateFlags, command string) (*pgutil.Node, error) {
+	if f.config != "" {
+		t, err := loadTopology(stderr, f.config)
+		if err != nil {
+			return nil, err
+		}
+		n, _ := t.Node(t.Cluster.StateNode)
+		f.schema = t.Cluster.LibrarySchema
+		node, err := pgutil.Connect(ctx, n.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("state node %s: %w", n.Name, err)
+		}
+		return node, nil
+	}
+	target, err := dsn.ResolveOne(f.dsns, command)
+	if err != nil {
+		return nil, err
+	}
+	return pgutil.Connect(ctx, target)
 }
 
-func (f *nodeFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&f.dsns, "dsn", nil, "node DSN (repeatable); default: $PGMS_DSNS, $PGDSNS or $DSNS (comma-separated), else the libpq variables (PGHOST, …)")
-	cmd.Flags().StringVar(&f.schema, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library ($PGMS_SCHEMA)")
-}
-
-func (f *nodeFlags) resolve() ([]string, error) { return dsn.Resolve(f.dsns) }
-
-// connectAll opens a connection to every node; failures are returned per
-// node (index-aligned) so that a command can report them and go on.
-func connectAll(ctx context.Context, dsns []string) ([]*pgutil.Node, []error) {
-	nodes := make([]*pgutil.Node, len(dsns))
-	errs := make([]error, len(dsns))
-	done := make(chan int, len(dsns))
+// specsOf names the nodes given by DSN after their addresses.
+func specsOf(dsns []string) []state.NodeSpec {
+	specs := make([]state.NodeSpec, len(dsns))
 	for i, d := range dsns {
-		go func() {
-			nodes[i], errs[i] = pgutil.Connect(ctx, d)
-			done <- i
-		}()
+		specs[i] = state.NodeSpec{Name: dsn.Name(d), DSN: d}
 	}
-	for range dsns {
-		<-done
-	}
-	return nodes, errs
+	return specs
 }
 
-func closeAll(nodes []*pgutil.Node) {
-	for _, n := range nodes {
-		n.Close()
+// nodeFailures ends a command that reported on every node: the errors of
+// the nodes that failed go to standard error (in JSON they are in the
+// document), and the command exits 1 saying how many of total failed.
+func nodeFailures(cmd *cobra.Command, r views.Renderer, failed []string, summary string, total int) error {
+	if len(failed) == 0 {
+		return nil
 	}
-}
-
-func envOr(name, fallback string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+	if !views.IsJSON(r) {
+		for _, e := range failed {
+			fmt.Fprintln(cmd.ErrOrStderr(), "pgms: "+e)
+		}
 	}
-	return fallback
+	return withCode(exitError, fmt.Errorf(summary, len(failed), total))
 }
-
-func nodeNameOf(connString string) string { return dsn.Name(connString) }

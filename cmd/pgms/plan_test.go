@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
@@ -18,7 +19,7 @@ func importedCluster(t *testing.T) (dir string, dbs []pgtest.DB) {
 	t.Helper()
 	dbs = pgtest.Databases(t, 3)
 	for i, name := range []string{"a", "b", "c"} {
-		t.Setenv(envVarFor(name), dbs[i].DSN)
+		t.Setenv(config.DSNVariable(name), dbs[i].DSN)
 		pgms(t, "", "install", "--dsn", dbs[i].DSN).must(t)
 	}
 	a := pgtest.Connect(t, dbs[0].DSN)

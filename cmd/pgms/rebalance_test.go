@@ -6,17 +6,15 @@ import (
 	"math"
 	"os"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/golden"
-
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
-	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/views"
 )
 
 // rebalanceRows is the number of rows of table t in each shard: node a
@@ -30,7 +28,7 @@ func unevenCluster(t *testing.T) []pgtest.DB {
 	t.Helper()
 	dbs := pgtest.Databases(t, 3)
 	for i, name := range []string{"a", "b", "c"} {
-		t.Setenv(envVarFor(name), dbs[i].DSN)
+		t.Setenv(config.DSNVariable(name), dbs[i].DSN)
 		pgms(t, "", "install", "--dsn", dbs[i].DSN).must(t)
 	}
 	fill := func(db pgtest.DB, from, to int) {
@@ -197,7 +195,7 @@ func TestRebalanceWriteThenPlan(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s\n%s", a.code, a.stdout, a.stderr)
 	}
 	l := pgms(t, "", "list", "--json", "--dsn", os.Getenv("PGMS_DSN_A"), "--dsn", os.Getenv("PGMS_DSN_B"), "--dsn", os.Getenv("PGMS_DSN_C")).must(t)
-	var listed listing
+	var listed views.List
 	if err := json.Unmarshal([]byte(l.stdout), &listed); err != nil {
 		t.Fatal(err)
 	}
@@ -343,122 +341,25 @@ shards "5" {
 	golden.Check(t, "testdata/rebalance_errors.golden", got.String())
 }
 
-func TestShardList(t *testing.T) {
-	tests := []struct {
-		nums []int
-		max  int
-		want string
-	}{
-		{[]int{5}, 16, "5"},
-		{[]int{15, 14, 19, 20, 21, 22, 23}, 16, "14, 15, 19-23"},
-		{[]int{1, 2, 3, 7, 9, 10}, 16, "1-3, 7, 9, 10"},
-		{[]int{1, 3, 5, 7, 8, 9, 10}, 3, "1, 3, 5, … (4 more)"},
-		{[]int{1, 3, 4, 6}, 2, "1, 3, … (2 more)"},
-	}
-	for _, tt := range tests {
-		if got := shardList(tt.nums, tt.max); got != tt.want {
-			t.Errorf("shardList(%v, %d) = %q, want %q", tt.nums, tt.max, got, tt.want)
-		}
-	}
-}
-
 func TestParseTolerance(t *testing.T) {
 	tests := []struct {
 		in      string
-		frac    float64
-		percent string
+		percent float64
+		ok      bool
 	}{
-		{"5%", 0.05, "5%"},
-		{"5", 0.05, "5%"},
-		{" 2.5 % ", 0.025, "2.5%"},
-		{"99.9%", 0.999, "99.9%"},
-		{"0", 0, ""},
-		{"100", 0, ""},
-		{"NaN", 0, ""},
-		{"", 0, ""},
+		{"5%", 5, true},
+		{"5", 5, true},
+		{" 2.5 % ", 2.5, true},
+		{"99.9%", 99.9, true},
+		{"0", 0, false},
+		{"100", 0, false},
+		{"NaN", 0, false},
+		{"", 0, false},
 	}
 	for _, tt := range tests {
-		frac, percent, err := parseTolerance(tt.in)
-		if (err != nil) != (tt.percent == "") || math.Abs(frac-tt.frac) > 1e-12 || percent != tt.percent {
-			t.Errorf("parseTolerance(%q) = %v, %q, %v", tt.in, frac, percent, err)
+		percent, err := parseTolerance(tt.in)
+		if (err == nil) != tt.ok || math.Abs(percent-tt.percent) > 1e-12 {
+			t.Errorf("parseTolerance(%q) = %v, %v", tt.in, percent, err)
 		}
-	}
-}
-
-// fakeLive is a live state holding, per node, shards with the given
-// weights (sizes in bytes when bytes is set).
-func fakeLive(bytes bool, shards map[string]map[int]float64) *state.Cluster {
-	c := &state.Cluster{}
-	for _, name := range sortedKeys(shards) {
-		n := &state.NodeState{Name: name}
-		nums := make([]int, 0, len(shards[name]))
-		for num := range shards[name] {
-			nums = append(nums, num)
-		}
-		sort.Ints(nums)
-		for _, num := range nums {
-			w := shards[name][num]
-			n.Shards = append(n.Shards, state.ShardState{Shard: num, Bytes: int64(w) + 1000, Weight: &state.Weight{Value: w, Bytes: bytes}})
-		}
-		c.Nodes = append(c.Nodes, n)
-	}
-	return c
-}
-
-// TestRebalanceReport renders results the real clusters of the other tests
-// do not produce: capacities, a drained node, an oversized shard.
-func TestRebalanceReport(t *testing.T) {
-	top, diags := config.LoadSources(map[string][]byte{"t.pgms.hcl": []byte(`node "a" {
-  dsn      = "host=a"
-  capacity = 2
-}
-node "b" { dsn = "host=b" }
-node "c" {
-  dsn   = "host=c"
-  drain = true
-}
-node "d" { dsn = "host=d" }
-shards "0-3" { node = "a" }
-shards "4-5" { node = "b" }
-shards "6-8" { node = "c" }
-shards "9" { node = "d" }
-`)})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	const mb = 1 << 20
-	live := fakeLive(true, map[string]map[int]float64{
-		"a": {0: 1 * mb, 1: 10 * mb, 2: 10 * mb, 3: 10 * mb},
-		"b": {4: 300 * mb, 5: 10 * mb},
-		"c": {6: 10 * mb, 7: 10 * mb},
-		"d": {9: 10 * mb},
-	})
-	drain := map[string]bool{"c": true}
-	in, err := rebalanceInput(top, live, drain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !in.bytes || in.allocated(8) || !in.allocated(7) {
-		t.Fatalf("input: bytes %v, allocated(8) %v, allocated(7) %v", in.bytes, in.allocated(8), in.allocated(7))
-	}
-	s := rebalanceSettings{opts: planner.RebalanceOptions{Tolerance: 0.05}, percent: "5%", drain: drain}
-	res, err := planner.Rebalance(in.nodes, in.shards, s.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	rebalanceReport{t: top, live: live, in: in, res: res, s: s}.render(&b)
-	golden.Check(t, "testdata/rebalance_report.golden", b.String())
-
-	// Sizes and plain numbers do not compare.
-	top.Cluster.WeightSQL = "SELECT 1"
-	mixed := fakeLive(false, map[string]map[int]float64{"a": {1: 5}, "b": {4: 7}})
-	mixed.Nodes[1].Shards[0].Weight.Bytes = true
-	if _, err := rebalanceInput(top, mixed, nil); err == nil || !strings.Contains(err.Error(), "sizes for some shards (4) and plain numbers for others (1)") {
-		t.Errorf("mixed weights: %v", err)
-	}
-	// A weight query that measured nothing is not taken for bytes.
-	if in, err := rebalanceInput(top, &state.Cluster{}, nil); err != nil || in.bytes {
-		t.Errorf("nothing measured: bytes %v, %v", in.bytes, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/pgtest"
 	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/state"
@@ -23,7 +24,7 @@ func nodesBlock(names ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster {\n  migrate_command = [%q]\n}\n", migratePath)
 	for _, n := range names {
-		fmt.Fprintf(&b, "node %q { dsn = env(%q) }\n", n, envVarFor(n))
+		fmt.Fprintf(&b, "node %q { dsn = env(%q) }\n", n, config.DSNVariable(n))
 	}
 	return b.String()
 }

@@ -5,30 +5,26 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/runner"
+	"github.com/pgms-dev/pgms/views"
 )
-
-func init() { register(newShowCommand) }
 
 func newShowCommand() *cobra.Command {
 	var (
-		format  string
+		format  formatFlag
 		path    string
 		offline bool
 	)
 	cmd := &cobra.Command{
 		Use:   "show PLANFILE",
 		Short: "Print a saved plan and say whether it still matches the files and the cluster",
-		Long: `Show prints a plan saved by pgms plan --out in the chosen format. It then reads
-the topology files the plan was made from (or --config) and the live state,
-and warns, naming each difference, when either changed since: apply would
-refuse such a plan. --offline skips that check.`,
+		Long:  longHelp("show"),
 		Example: `  pgms show release.plan
   pgms show release.plan --format json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := planner.RendererFor(format)
+			r, err := planner.RendererFor(format.value)
 			if err != nil {
 				return err
 			}
@@ -46,19 +42,12 @@ refuse such a plan. --offline skips that check.`,
 				path = f.ConfigPath
 			}
 			stderr := cmd.ErrOrStderr()
-			t, diags := config.Load(path)
-			if diags.HasErrors() {
-				fmt.Fprintf(stderr, "\nWarning: cannot tell whether the plan is current: the topology files at %s do not load (pgms validate --config %s says why).\n", path, path)
+			changes, err := runner.Changes(cmd.Context(), f, path)
+			if err != nil {
+				fmt.Fprintf(stderr, "\nWarning: cannot tell whether the plan is current: %v\n", err)
 				return nil
 			}
-			live := refreshTopology(cmd.Context(), t, false)
-			for _, n := range live.Nodes {
-				if n.Err != nil {
-					fmt.Fprintf(stderr, "\nWarning: cannot tell whether the plan is current: %v\n", n.Err)
-					return nil
-				}
-			}
-			if changes := f.Changes(t, live.Snapshot()); len(changes) > 0 {
+			if len(changes) > 0 {
 				fmt.Fprintf(stderr, "\nWarning: this plan is stale; apply would refuse it. Since it was made:\n")
 				for _, c := range changes {
 					fmt.Fprintf(stderr, "  %s\n", c)
@@ -68,7 +57,7 @@ refuse such a plan. --offline skips that check.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text, markdown or json")
+	format.add(cmd, views.FormatText, views.FormatMarkdown, views.FormatJSON)
 	cmd.Flags().StringVar(&path, "config", "", "topology files to compare with (default: those the plan was made from)")
 	cmd.Flags().BoolVar(&offline, "offline", false, "only print the plan; do not check whether it is current")
 	return cmd

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/pgms-dev/pgms/config"
-	"github.com/pgms-dev/pgms/runner"
-	"github.com/pgms-dev/pgms/state"
+	"github.com/pgms-dev/pgms/internal/words"
 )
 
 // loadTopology reads the topology files, printing every diagnostic; it
@@ -18,13 +19,36 @@ func loadTopology(stderr io.Writer, path string) (*config.Topology, error) {
 		return nil, err
 	}
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("the configuration is not valid: %s (pgms validate shows the same)", count(errorCount(diags), "error"))
+		return nil, fmt.Errorf("the configuration is not valid: %s (pgms validate shows the same)", errorCount(diags))
 	}
 	return t, nil
 }
 
-// refreshTopology reads the live state of every node of a topology and of
-// the registered nodes that left it.
-func refreshTopology(ctx context.Context, t *config.Topology, weights bool) *state.Cluster {
-	return runner.Refresh(ctx, t, weights)
+// printDiagnostics writes diagnostics for a person, in color on a terminal.
+func printDiagnostics(w io.Writer, sources map[string][]byte, diags hcl.Diagnostics) error {
+	if len(diags) == 0 {
+		return nil
+	}
+	return config.WriteDiagnostics(w, sources, diags, colorful(w))
+}
+
+// colorful reports whether w is a terminal that wants color.
+func colorful(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// errorCount says how many of diags are errors: "3 errors".
+func errorCount(diags hcl.Diagnostics) string {
+	n := 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			n++
+		}
+	}
+	return words.Count(n, "error")
 }

@@ -145,3 +145,35 @@ func ParseErrorCause(err error) string {
 	}
 	return Redact(msg)
 }
+
+// ResolveOne picks the one node a command acts on: the --dsn given, else
+// the only node of the environment lists, else the libpq variables.
+func ResolveOne(flags []string, command string) (string, error) {
+	switch len(flags) {
+	case 0:
+	case 1:
+		return flags[0], nil
+	default:
+		return "", fmt.Errorf("%s acts on one node and --dsn was given %d times", command, len(flags))
+	}
+	if list, from := FromEnv(); len(list) > 1 {
+		return "", fmt.Errorf("%s acts on one node and %s lists %d; pass --dsn to choose one", command, from, len(list))
+	}
+	list, err := Resolve(nil)
+	if err != nil {
+		return "", err
+	}
+	return list[0], nil
+}
+
+var notNameChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+// NodeName derives a node name from a DSN's host and port, for a node given
+// without one: db-a.example:5432 becomes db_a_example_5432.
+func NodeName(d string) string {
+	name := strings.Trim(notNameChars.ReplaceAllString(strings.SplitN(Name(d), "/", 2)[0], "_"), "_")
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		name = "node_" + name
+	}
+	return name
+}

@@ -74,3 +74,16 @@ func TestResolve(t *testing.T) {
 		t.Errorf("Resolve with nothing: %v", err)
 	}
 }
+
+func TestNodeName(t *testing.T) {
+	tests := []struct{ dsn, want string }{
+		{"postgres://app@db-a.example:5432/app", "db_a_example_5432"},
+		{"host=10.0.0.7 port=5433 dbname=app", "node_10_0_0_7_5433"},
+		{"postgres://app@[::1]:5432/app", "node_1_5432"},
+	}
+	for _, tt := range tests {
+		if got := NodeName(tt.dsn); got != tt.want {
+			t.Errorf("NodeName(%q) = %q, want %q", tt.dsn, got, tt.want)
+		}
+	}
+}

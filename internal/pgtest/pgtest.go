@@ -63,6 +63,10 @@ type Options struct {
 	// Settings are extra server settings (name → value) on top of
 	// DefaultSettings.
 	Settings map[string]string
+	// Dir, when set, is where the servers' data directories go instead of
+	// the harness's root (the cached template stays there): a small file
+	// system of the test's own, for example, to run a server out of disk.
+	Dir string
 }
 
 // backendStarter starts n servers for a non-default backend.
@@ -129,7 +133,11 @@ func startLocal(ctx context.Context, n int, opts Options) (*Cluster, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = startServer(ctx, l.root, fmt.Sprintf("s%d", i), l.bins, l.user, l.tmpl, opts.Settings)
+			root := l.root
+			if opts.Dir != "" {
+				root = opts.Dir
+			}
+			servers[i], errs[i] = startServer(ctx, root, fmt.Sprintf("s%d", i), l.bins, l.user, l.tmpl, opts.Settings)
 		}()
 	}
 	wg.Wait()

@@ -136,20 +136,6 @@ func SQLState(err error) string {
 	return ""
 }
 
-// SQLSTATE codes pgms branches on.
-const (
-	CodeLockNotAvailable     = "55P03" // lock_timeout expired
-	CodeQueryCanceled        = "57014" // statement_timeout or cancel
-	CodeSerializationFailure = "40001"
-	CodeDeadlockDetected     = "40P01"
-	CodeObjectInUse          = "55006"
-	CodeDuplicateObject      = "42710"
-	CodeUndefinedObject      = "42704"
-	CodeInvalidSchemaName    = "3F000"
-	CodeDuplicateSchema      = "42P06"
-	CodeAdminShutdown        = "57P01"
-)
-
 // IsLockTimeout reports whether err is a lock_timeout expiry.
 func IsLockTimeout(err error) bool { return SQLState(err) == CodeLockNotAvailable }
 

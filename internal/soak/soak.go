@@ -314,7 +314,7 @@ func (rn *run) inject(ctx context.Context, apply *os.Process) {
 		// Half the time with its journal and run lock on the destination,
 		// so that only the shard's claims stand between it and the apply.
 		args := []string{"move", fmt.Sprintf("--shard=%d", shard), "--from=" + rn.dsns[node], "--to=" + rn.dsns[to],
-			"--activate-on-destination=yes", "--progress-every=1h"}
+			"--activate-on-destination=yes", "--progress=1h"}
 		if rn.r.IntN(2) == 0 {
 			args = append(args, "--state-dsn="+rn.dsns[to])
 		}

@@ -100,3 +100,9 @@ func FormatDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// FormatMS writes a short duration in milliseconds with one decimal, as
+// write pauses are reported: "4.2 ms".
+func FormatMS(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
+}

@@ -55,3 +55,17 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatMS(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0.0 ms"}, {4200 * time.Microsecond, "4.2 ms"}, {1500 * time.Millisecond, "1500.0 ms"}, {50 * time.Microsecond, "0.1 ms"},
+	}
+	for _, tt := range tests {
+		if got := FormatMS(tt.in); got != tt.want {
+			t.Errorf("FormatMS(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -500,7 +500,7 @@ func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strate
 	strategy, rangeBytes, _ := strings.Cut(strategy, "@")
 	strategy, level, _ := strings.Cut(strategy, ":")
 	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
-		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=" + strategy}
+		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress=5s", "--copy=" + strategy}
 	if rangeBytes != "" {
 		args = append(args, "--copy-range="+rangeBytes)
 	}
@@ -593,8 +593,6 @@ func median(ds []time.Duration) time.Duration {
 	}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-
 // floors are the reference copies of the shard's data.
 type floors struct {
 	raw, withIndexes, indexesAfter time.Duration
@@ -618,7 +616,7 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		c := r.copyTime()
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.2f s\t%.2f s\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(), c.Seconds(),
 			r.verify.Seconds(), r.verify.Seconds()/c.Seconds(), float64(r.bytes)/c.Seconds()/(1<<20), c.Seconds()/f.dump.wall.Seconds(), c.Seconds()/f.raw.Seconds(),
-			r.pgmsCPU.Seconds(), cpuText(r.serverCPU), ms(r.pause), ms(r.core), r.retries, ms(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
+			r.pgmsCPU.Seconds(), cpuText(r.serverCPU), units.FormatMS(r.pause), units.FormatMS(r.core), r.retries, units.FormatMS(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(copy time: the backfill without the verification, but for the native copy the table synchronisation as the destination's log times it, since pgms polls it once a second; verify: the gate's time, × copy its share of the copy time)")
@@ -647,13 +645,13 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		}
 		if strings.Contains(c, ":") {
 			fmt.Fprintf(w, "  %s: verification median %.2f s = %.2f× its copy time; write pause median %s, max %s\n",
-				c, median(verifies).Seconds(), median(ratios).Seconds(), ms(median(levelPauses)), ms(slices.Max(levelPauses)))
+				c, median(verifies).Seconds(), median(ratios).Seconds(), units.FormatMS(median(levelPauses)), units.FormatMS(slices.Max(levelPauses)))
 		}
 	}
 	medPause, maxPause := median(pauses), slices.Max(pauses)
-	fmt.Fprintf(w, "write pause: median %s, max %s; lock to commit: median %s, max %s\n", ms(medPause), ms(maxPause), ms(median(cores)), ms(slices.Max(cores)))
+	fmt.Fprintf(w, "write pause: median %s, max %s; lock to commit: median %s, max %s\n", units.FormatMS(medPause), units.FormatMS(maxPause), units.FormatMS(median(cores)), units.FormatMS(slices.Max(cores)))
 	fmt.Fprintf(w, "writer: %d inserts, %d updates acknowledged, %d retried attempts, latency p50 %s p99 %s max %s\n",
-		st.Inserts, st.Updates, st.Retries, ms(st.P50), ms(st.P99), ms(st.Max))
+		st.Inserts, st.Updates, st.Retries, units.FormatMS(st.P50), units.FormatMS(st.P99), units.FormatMS(st.Max))
 	lost := "none lost"
 	if verifyErr != nil {
 		lost = "LOST: " + verifyErr.Error()
@@ -860,7 +858,7 @@ func interruptedMove(ctx context.Context, bin string, from, to, stateNode *node,
 	if err := from.conn.QueryRow(ctx, size).Scan(&heap); err != nil {
 		return rr, err
 	}
-	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn, "--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress-every=5s", "--copy=fast"}
+	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn, "--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress=5s", "--copy=fast"}
 	if workers > 0 {
 		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
 	}

@@ -1,4 +1,4 @@
-// Command rebalance measures the quality of planner.Rebalance on synthetic
+// Command rebalance measures the quality of rebalance.Solve on synthetic
 // shard distributions, next to a plain greedy baseline, and prints one table
 // row per scenario and algorithm:
 //
@@ -23,7 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pgms-dev/pgms/planner"
+	"github.com/pgms-dev/pgms/rebalance"
 )
 
 const gb = 1 << 30
@@ -31,9 +31,9 @@ const gb = 1 << 30
 // scenario is one synthetic cluster.
 type scenario struct {
 	name   string
-	nodes  []planner.RebalanceNode
-	shards []planner.RebalanceShard
-	opts   planner.RebalanceOptions
+	nodes  []rebalance.Node
+	shards []rebalance.Shard
+	opts   rebalance.Options
 }
 
 func main() {
@@ -50,14 +50,14 @@ func run(out io.Writer, seed uint64, runs int) error {
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\talgorithm\tshards\tnodes\tmax/fair before\tmax/fair after\tbalanced\tnear-empty ±\tmoved/LB\tmoves\ttime\t")
 	for _, sc := range scenarios(seed) {
-		res, dur, err := timed(runs, func() (planner.RebalanceResult, error) {
-			return planner.Rebalance(sc.nodes, sc.shards, sc.opts)
+		res, dur, err := timed(runs, func() (rebalance.Result, error) {
+			return rebalance.Solve(sc.nodes, sc.shards, sc.opts)
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 		row(tw, sc, "rebalance", res, res, dur)
-		base, dur, _ := timed(runs, func() (planner.RebalanceResult, error) {
+		base, dur, _ := timed(runs, func() (rebalance.Result, error) {
 			return greedy(sc.nodes, sc.shards, sc.opts), nil
 		})
 		row(tw, sc, "greedy", base, res, dur)
@@ -65,8 +65,8 @@ func run(out io.Writer, seed uint64, runs int) error {
 	return tw.Flush()
 }
 
-func timed(runs int, f func() (planner.RebalanceResult, error)) (planner.RebalanceResult, time.Duration, error) {
-	var res planner.RebalanceResult
+func timed(runs int, f func() (rebalance.Result, error)) (rebalance.Result, time.Duration, error) {
+	var res rebalance.Result
 	best := time.Duration(math.MaxInt64)
 	for range max(runs, 1) {
 		start := time.Now()
@@ -82,7 +82,7 @@ func timed(runs int, f func() (planner.RebalanceResult, error)) (planner.Rebalan
 
 // row prints res; ref is the algorithm's result, whose lower bound and
 // near-empty threshold apply to both rows.
-func row(w io.Writer, sc scenario, algo string, res, ref planner.RebalanceResult, d time.Duration) {
+func row(w io.Writer, sc scenario, algo string, res, ref rebalance.Result, d time.Duration) {
 	lb := ref.LowerBound
 	moved := "-"
 	if lb > 0 {
@@ -101,7 +101,7 @@ func row(w io.Writer, sc scenario, algo string, res, ref planner.RebalanceResult
 
 // spread is the largest difference between a node's number of near-empty
 // shards and its capacity-weighted share of them.
-func spread(sc scenario, res planner.RebalanceResult, nearEmpty float64) float64 {
+func spread(sc scenario, res rebalance.Result, nearEmpty float64) float64 {
 	count := map[string]int{}
 	total := 0
 	for _, s := range sc.shards {
@@ -127,9 +127,9 @@ func spread(sc scenario, res planner.RebalanceResult, nearEmpty float64) float64
 	return worst
 }
 
-func balancedWithin(res planner.RebalanceResult, tol float64) bool {
+func balancedWithin(res rebalance.Result, tol float64) bool {
 	if tol == 0 {
-		tol = planner.DefaultRebalanceTolerance
+		tol = rebalance.DefaultTolerance
 	}
 	for _, n := range res.Nodes {
 		if math.Abs(n.After-n.Fair) > tol*n.Fair*(1+1e-9) {
@@ -139,24 +139,24 @@ func balancedWithin(res planner.RebalanceResult, tol float64) bool {
 	return true
 }
 
-func nodes(n int) []planner.RebalanceNode {
-	out := make([]planner.RebalanceNode, n)
+func nodes(n int) []rebalance.Node {
+	out := make([]rebalance.Node, n)
 	for i := range out {
-		out[i] = planner.RebalanceNode{Name: fmt.Sprintf("n%03d", i)}
+		out[i] = rebalance.Node{Name: fmt.Sprintf("n%03d", i)}
 	}
 	return out
 }
 
 // place puts shards on the first n of nodes with random per-node
 // propensities in [1-skew, 1+skew]: a cluster that has drifted apart.
-func place(rng *rand.Rand, weights []float64, nodes []planner.RebalanceNode, n int, skew float64) []planner.RebalanceShard {
+func place(rng *rand.Rand, weights []float64, nodes []rebalance.Node, n int, skew float64) []rebalance.Shard {
 	prop := make([]float64, n)
 	sum := 0.0
 	for i := range prop {
 		prop[i] = 1 - skew + 2*skew*rng.Float64()
 		sum += prop[i]
 	}
-	out := make([]planner.RebalanceShard, len(weights))
+	out := make([]rebalance.Shard, len(weights))
 	for i, w := range weights {
 		x := rng.Float64() * sum
 		k := 0
@@ -164,7 +164,7 @@ func place(rng *rand.Rand, weights []float64, nodes []planner.RebalanceNode, n i
 			x -= prop[k]
 			k++
 		}
-		out[i] = planner.RebalanceShard{Shard: i + 1, Node: nodes[k].Name, Weight: w}
+		out[i] = rebalance.Shard{Shard: i + 1, Node: nodes[k].Name, Weight: w}
 	}
 	return out
 }
@@ -206,7 +206,7 @@ func scenarios(seed uint64) []scenario {
 	ns = nodes(8)
 	ss := place(rng, lognormal(rng, 800, 1.2), ns, 8, 0.1)
 	for i := range 200 {
-		ss = append(ss, planner.RebalanceShard{Shard: 801 + i, Node: ns[0].Name, Weight: 16 << 10})
+		ss = append(ss, rebalance.Shard{Shard: 801 + i, Node: ns[0].Name, Weight: 16 << 10})
 	}
 	out = append(out, scenario{name: "fresh shards", nodes: ns, shards: ss})
 
@@ -236,8 +236,8 @@ func scenarios(seed uint64) []scenario {
 	ss = place(rng, lognormal(rng, 1000, 1.2), ns, 10, 0.3)
 	out = append(out,
 		scenario{name: "no budget", nodes: ns, shards: ss},
-		scenario{name: "budget 8 moves", nodes: ns, shards: ss, opts: planner.RebalanceOptions{MaxMoves: 8}},
-		scenario{name: "budget 50 GB", nodes: ns, shards: ss, opts: planner.RebalanceOptions{MaxWeight: 50 * gb}},
+		scenario{name: "budget 8 moves", nodes: ns, shards: ss, opts: rebalance.Options{MaxMoves: 8}},
+		scenario{name: "budget 50 GB", nodes: ns, shards: ss, opts: rebalance.Options{MaxWeight: 50 * gb}},
 	)
 	return out
 }
@@ -253,10 +253,10 @@ func sum(ws []float64) float64 {
 // greedy is the baseline: while the most loaded node (a drained one first)
 // is above its band, move its heaviest shard that lowers the maximum (and
 // fits the budgets) to the least loaded node.
-func greedy(nodes []planner.RebalanceNode, shards []planner.RebalanceShard, opts planner.RebalanceOptions) planner.RebalanceResult {
+func greedy(nodes []rebalance.Node, shards []rebalance.Shard, opts rebalance.Options) rebalance.Result {
 	tol := opts.Tolerance
 	if tol == 0 {
-		tol = planner.DefaultRebalanceTolerance
+		tol = rebalance.DefaultTolerance
 	}
 	idx := map[string]int{}
 	capSum, total := 0.0, 0.0
@@ -283,7 +283,7 @@ func greedy(nodes []planner.RebalanceNode, shards []planner.RebalanceShard, opts
 			fair[i] = total * capacity(n) / capSum
 		}
 	}
-	res := planner.RebalanceResult{Placement: map[int]string{}, Reachable: true}
+	res := rebalance.Result{Placement: map[int]string{}, Reachable: true}
 	before := append([]float64(nil), load...)
 	ratio := func(i int, l float64) float64 {
 		if nodes[i].Drain {
@@ -342,18 +342,18 @@ func greedy(nodes []planner.RebalanceNode, shards []planner.RebalanceShard, opts
 			load[n] += sh.Weight
 			res.Placement[sh.Shard] = nodes[n].Name
 			if sh.Node != nodes[n].Name {
-				res.Moves = append(res.Moves, planner.RebalanceMove{Shard: sh.Shard, From: sh.Node, To: nodes[n].Name, Weight: sh.Weight})
+				res.Moves = append(res.Moves, rebalance.Move{Shard: sh.Shard, From: sh.Node, To: nodes[n].Name, Weight: sh.Weight})
 				res.Moved += sh.Weight
 			}
 		}
 	}
 	for i, n := range nodes {
-		res.Nodes = append(res.Nodes, planner.NodeBalance{Node: n.Name, Drain: n.Drain, Before: before[i], After: load[i], Fair: fair[i], Target: fair[i]})
+		res.Nodes = append(res.Nodes, rebalance.NodeBalance{Node: n.Name, Drain: n.Drain, Before: before[i], After: load[i], Fair: fair[i], Target: fair[i]})
 	}
 	return res
 }
 
-func capacity(n planner.RebalanceNode) float64 {
+func capacity(n rebalance.Node) float64 {
 	if n.Capacity == 0 {
 		return 1
 	}

@@ -58,7 +58,7 @@ func StartChurn(ctx context.Context, cfg ChurnConfig) (*Churn, error) {
 				c.ops++
 			}
 			c.mu.Unlock()
-			if pgutil.SQLState(err) == "42P01" { // undefined_table: the shard moved away
+			if pgutil.SQLState(err) == pgutil.CodeUndefinedTable { // the shard moved away
 				return
 			}
 			select {

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgms-dev/pgms/config"
+	"github.com/pgms-dev/pgms/executor"
+	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/units"
+	"github.com/pgms-dev/pgms/sql"
+	"github.com/pgms-dev/pgms/views"
+)
+
+// Each flag that several commands share is defined here, once, with its
+// default from the package that owns it.
+
+// configFlag adds --config, the topology directory or file.
+func configFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "config", envOr("PGMS_CONFIG", "."), "directory of the *.pgms.hcl topology files, or one file ($PGMS_CONFIG)")
+}
+
+// formatFlag is --format with the formats a command offers, the first
+// being the default.
+type formatFlag struct {
+	value   string
+	formats []string
+}
+
+func (f *formatFlag) add(cmd *cobra.Command, formats ...string) {
+	f.formats = formats
+	cmd.Flags().StringVar(&f.value, "format", formats[0], "output format: "+strings.Join(formats, ", "))
+}
+
+// renderer is the renderer of the format given.
+func (f *formatFlag) renderer() (views.Renderer, error) {
+	return views.RendererFor(f.value, f.formats...)
+}
+
+// textOut is where a command writes what it shows as it goes (a listing
+// before a question, progress, a migration's output): standard output,
+// except in JSON, whose document is alone there.
+func textOut(cmd *cobra.Command, r views.Renderer) io.Writer {
+	if views.IsJSON(r) {
+		return cmd.ErrOrStderr()
+	}
+	return cmd.OutOrStdout()
+}
+
+// autoApproveFlag adds --auto-approve; alias names another spelling a
+// command keeps (pg-microsharding's --yes).
+func autoApproveFlag(cmd *cobra.Command, yes *bool, what, alias string) {
+	cmd.Flags().BoolVar(yes, "auto-approve", false, what+" without asking (for pipelines)")
+	if alias != "" {
+		cmd.Flags().BoolVar(yes, alias, false, "same as --auto-approve")
+	}
+}
+
+// lockTimeoutFlag adds --lock-timeout, the wait for the run lock.
+func lockTimeoutFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "lock-timeout", 0, "how long to wait for the run lock when another run holds it (0: fail at once, naming the holder)")
+}
+
+// moveFlags tune the moves of apply and move.
+type moveFlags struct {
+	opts     executor.MoveOptions
+	progress time.Duration
+	keepCopy string
+}
+
+func (f *moveFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.DurationVar(&f.opts.LockTimeout, "cutover-lock-timeout", executor.DefaultCutoverLockTimeout, fmt.Sprintf("longest wait for a move's cutover lock per attempt, at most %v: writers to the shard queue behind a waiting lock, so this wait blocks them too", executor.MaxCutoverLockTimeout))
+	fl.DurationVar(&f.opts.MaxPause, "max-pause", executor.DefaultMaxPause, "write-pause budget of a cutover attempt: it backs off if the destination has not caught up this long after the lock")
+	fl.DurationVar(&f.progress, "progress", executor.DefaultProgressInterval, "interval of progress lines during moves")
+	fl.StringVar(&f.opts.Strategy, "copy", executor.CopyStrategies[0], "how moves copy tables: fast (parallel COPY from the slot's snapshot, indexes built after the data) or native (the subscription copies them); fast falls back to native, saying why, where it cannot run")
+	fl.StringVar(&f.opts.Verify, "verify", "", verifyFlagHelp+" (default: for apply the files' verify, else "+executor.DefaultVerify+")")
+	fl.StringVar(&f.keepCopy, "keep-copy", "", keepCopyHelp)
+	fl.BoolVar(&f.opts.KeepOnInterrupt, "keep-on-interrupt", false, "on Ctrl-C before a switch-over, keep every unfinished copy and its replication objects: a native copy goes on on the servers, and running again continues it")
+}
+
+// check refuses values no move accepts.
+func (f *moveFlags) check() error {
+	if !slices.Contains(executor.CopyStrategies, f.opts.Strategy) {
+		return fmt.Errorf("--copy=%s: use %s", f.opts.Strategy, strings.Join(executor.CopyStrategies, " or "))
+	}
+	if err := executor.CheckCutoverLockTimeout(f.opts.LockTimeout); err != nil {
+		return fmt.Errorf("--cutover-lock-timeout: %w", err)
+	}
+	if err := executor.CheckVerify(f.opts.Verify); err != nil {
+		return fmt.Errorf("--verify: %w", err)
+	}
+	var err error
+	f.opts.KeepCopyBytes, err = sizeFlag("--keep-copy", f.keepCopy)
+	return err
+}
+
+// nodeFlags are the flags of commands that act on nodes given directly
+// rather than through topology files.
+type nodeFlags struct {
+	dsns   []string
+	schema string
+}
+
+func (f *nodeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&f.dsns, "dsn", nil, "node DSN (repeatable); default: $PGMS_DSNS, $PGDSNS or $DSNS (comma-separated), else the libpq variables (PGHOST, …)")
+	libraryFlag(cmd, &f.schema)
+}
+
+func (f *nodeFlags) resolve() ([]string, error) { return dsn.Resolve(f.dsns) }
+
+// libraryFlag adds --schema, the library's schema.
+func libraryFlag(cmd *cobra.Command, schema *string) {
+	cmd.Flags().StringVar(schema, "schema", envOr("PGMS_SCHEMA", sql.DefaultSchema), "schema of the microsharding library ($PGMS_SCHEMA)")
+}
+
+// namingFlags are --schema-prefix and --schema-digits.
+type namingFlags struct{ sql.Naming }
+
+func (f *namingFlags) add(cmd *cobra.Command, prefixHelp string) {
+	cmd.Flags().StringVar(&f.Prefix, "schema-prefix", sql.DefaultNaming.Prefix, prefixHelp)
+	cmd.Flags().IntVar(&f.Digits, "schema-digits", sql.DefaultNaming.Digits, "digits of the zero-padded shard number")
+}
+
+// given reports whether the command line set the naming.
+func (f *namingFlags) given(cmd *cobra.Command) bool {
+	return cmd.Flags().Changed("schema-prefix") || cmd.Flags().Changed("schema-digits")
+}
+
+// stateFlags choose the state node: the topology's (--config) or a DSN.
+type stateFlags struct {
+	nodeFlags
+	config string
+}
+
+func (f *stateFlags) add(cmd *cobra.Command) {
+	f.nodeFlags.add(cmd)
+	cmd.Flags().StringVar(&f.config, "config", "", "topology files: use their state node and library schema instead of --dsn")
+}
+
+// rangeFlags are --shards=N-M and its single-shard spelling --shard=N.
+type rangeFlags struct{ shards, shard string }
+
+func (f *rangeFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&f.shards, "shards", "", "shards "+what+": N or N-M (inclusive)")
+	cmd.Flags().StringVar(&f.shard, "shard", "", "one shard "+what+" (same as --shards=N)")
+}
+
+func (f *rangeFlags) parse() (from, to int, err error) {
+	label, flag := f.shards, "--shards"
+	switch {
+	case f.shards != "" && f.shard != "":
+		return 0, 0, fmt.Errorf("pass --shards or --shard, not both")
+	case f.shards == "" && f.shard == "":
+		return 0, 0, fmt.Errorf("pass --shards=N-M (or --shard=N): the shards to act on")
+	case f.shard != "":
+		label, flag = f.shard, "--shard"
+	}
+	from, to, err = config.ParseRange(label)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s=%s: %v", flag, label, err)
+	}
+	if flag == "--shard" && from != to {
+		return 0, 0, fmt.Errorf("--shard=%s: one shard number expected; use --shards for a range", label)
+	}
+	return from, to, nil
+}
+
+// parseYesNo reads the yes/no values pg-microsharding's flags take.
+func parseYesNo(flag, v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "yes", "y", "true", "1", "on":
+		return true, nil
+	case "no", "n", "false", "0", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s=%s: use yes or no", flag, v)
+}
+
+// parseSize reads a size flag such as --max-lag=1MB.
+func parseSize(flag, v string) (int64, error) {
+	n, err := units.ParseBytes(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%s: %w", flag, v, err)
+	}
+	return n, nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
