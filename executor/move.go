@@ -63,6 +63,11 @@ type MoveSpec struct {
 	// Who describes the run in the claims the move takes; default: this
 	// process running "move".
 	Who state.Invocation
+	// Rollback makes the move a rollback: From is the node a windowed move
+	// went to, To the old home whose source is in its rollback window and
+	// already streaming (see openWindow). A rollback resumes at the
+	// catch-up; a failure before its cutover leaves the window as it was.
+	Rollback bool
 }
 
 // MoveOptions tune a move; zero values take the defaults.
@@ -141,6 +146,12 @@ type MoveOptions struct {
 	// continueCopy) instead of starting over. Default
 	// DefaultKeepCopyBytes; negative: never.
 	KeepCopyBytes int64
+	// RollbackWindow, when positive, keeps the source after the cutover
+	// under its own name, inactive and fenced against writes, with the new
+	// home streaming its changes back, for this long (see openWindow):
+	// until then a rollback (MoveSpec.Rollback) switches back with no
+	// write lost. Zero: the source is renamed at the cutover.
+	RollbackWindow time.Duration
 }
 
 // Defaults of MoveOptions, for flag definitions and documentation.
@@ -263,6 +274,9 @@ type move struct {
 	sub    string
 	rep    Reporter
 	step   *state.Step
+	// kind is the journal's name for what runs: move, rollback,
+	// close-window.
+	kind string
 
 	// src and dst are the sessions holding the move's claims of the shard
 	// on each node (see state.ClaimShards): everything the move changes on
@@ -331,6 +345,16 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	}
 	m.release(ctx)
 	m.res.Total = time.Since(start)
+	m.endStep(ctx, err)
+	if err != nil {
+		return m.res, fmt.Errorf("%s shard %d (%s) from %s to %s: %w", map[bool]string{true: "roll back", false: "move"}[spec.Rollback],
+			spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
+	}
+	return m.res, nil
+}
+
+// endStep records the outcome in the journal.
+func (m *move) endStep(ctx context.Context, err error) {
 	m.mu.Lock()
 	m.progress.Total = m.res.Total
 	final := m.progress
@@ -352,10 +376,6 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	if jerr := m.step.End(jctx, final, outcome, err); jerr != nil {
 		m.event(PhaseDone, EventWarning, "could not record the outcome in the journal: "+pgutil.Describe(jerr))
 	}
-	if err != nil {
-		return m.res, fmt.Errorf("move shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
-	}
-	return m.res, nil
 }
 
 // newMove fills in the defaults of a spec.
@@ -363,7 +383,10 @@ func newMove(spec MoveSpec, rep Reporter) (*move, error) {
 	if rep == nil {
 		rep = Discard
 	}
-	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
+	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep, kind: "move"}
+	if spec.Rollback {
+		m.kind = "rollback"
+	}
 	if m.lib == "" {
 		m.lib = sql.DefaultSchema
 	}
@@ -409,7 +432,7 @@ func (m *move) begin(ctx context.Context, journal *state.Journal) error {
 	}
 	m.slot = names.MoveSlot(m.schema, db)
 	m.step, err = journal.BeginStep(ctx, state.StepStart{
-		Kind: "move", Shard: m.spec.Shard, Schema: m.schema,
+		Kind: m.kind, Shard: m.spec.Shard, Schema: m.schema,
 		Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
 	})
 	return err
@@ -507,8 +530,14 @@ func (m *move) run(ctx context.Context) error {
 		return err
 	case m.committed && !m.spec.Activate && !m.spec.KeepInactive:
 		return fmt.Errorf("%w; the copy is complete on %s as %s, but replication objects may be left: run pgms cleanup, or the same move again (which makes a fresh copy)", err, m.dst.Name, m.res.NewSchema)
+	case m.committed && m.spec.Rollback:
+		return fmt.Errorf("%w; the rollback's cutover had committed on %s, so it must be finished: run the same rollback again", err, m.spec.From.Name)
 	case m.committed:
 		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
+	case m.spec.Rollback:
+		// The stream back is the window itself: undoing it would close the
+		// window. It stays as it was, and the shard stays where it is.
+		return fmt.Errorf("%w; nothing was switched: %s is still served by %s, and its rollback window on %s stays open with its stream: run the rollback again", err, m.schema, m.spec.From.Name, m.spec.To.Name)
 	case errors.Is(err, errVerifyMismatch):
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
@@ -581,15 +610,25 @@ func (m *move) drive(ctx context.Context) error {
 		m.res.AlreadyDone = true
 		m.event(PhasePreflight, EventInfo, fmt.Sprintf("%s is already active on %s; nothing to move", m.schema, m.dst.Name))
 		if found.hasArtifacts() {
-			return m.cleanupArtifacts(ctx)
+			if err := m.cleanupArtifacts(ctx); err != nil {
+				return err
+			}
+		}
+		if found.window {
+			m.res.OldSchema = m.schema
+			return m.openWindow(ctx)
 		}
 		return nil
 	case situationCommitted:
 		m.res.Resumed = true
 		m.committed = true
 		m.touched = true
-		m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
-		return m.finish(ctx, cutoverResult{old: found.oldSchema})
+		if found.window {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (%s fenced on %s for its rollback window); finishing", m.schema, m.src.Name))
+		} else {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
+		}
+		return m.finish(ctx, cutoverResult{old: found.oldSchema, window: found.window})
 	case situationCopying:
 		m.res.Resumed = true
 		m.touched = true
@@ -661,6 +700,11 @@ func (m *move) drive(ctx context.Context) error {
 	}
 	if err := m.phase(ctx, PhaseCutover, fmt.Sprintf("switching over (lock timeout %v, pause budget %v)", m.opts.LockTimeout, m.opts.MaxPause)); err != nil {
 		return err
+	}
+	if m.windowing() {
+		if err := m.prepareWindow(ctx); err != nil {
+			return err
+		}
 	}
 	cr, err := m.cutover(ctx)
 	if err != nil {
