@@ -57,9 +57,13 @@ type (
 		// KeepCopy is the least a move's interrupted fast copy must have
 		// written to be kept and continued by the next run: 0 for the
 		// executor's default, -1 for never (keep_copy = "0").
-		KeepCopy      int64
-		CleanupAfter  time.Duration // default 168h
-		LibrarySchema string        // default "microsharding"
+		KeepCopy int64
+		// RollbackWindow keeps a moved shard's source fenced, with a stream
+		// back from its new home, this long after the cutover, so that
+		// pgms rollback can switch back; 0: no window.
+		RollbackWindow time.Duration
+		CleanupAfter   time.Duration // default 168h
+		LibrarySchema  string        // default "microsharding"
 		// StateNode names the node holding the apply journal; default
 		// the first node by name.
 		StateNode string

@@ -29,6 +29,7 @@
 //	  state_node      = "a"             # node holding the apply journal
 //	  verify          = "full"          # moves' verification gate: off, count, full
 //	  keep_copy       = "64MB"          # interrupted fast copies this big are continued
+//	  rollback_window = "1h"            # moved shards can be rolled back this long
 //	}
 //
 //	# A node: one PostgreSQL primary. The label is its name: letters,
@@ -74,7 +75,7 @@
 // Defaults: schema_prefix "sh", schema_digits 4, no migrate_command, the
 // total relation size as weight, no deactivate_sql, cleanup_after "168h",
 // library_schema "microsharding", state_node the first node by name,
-// verify "full", keep_copy "64MB".
+// verify "full", keep_copy "64MB", no rollback_window.
 //
 // verify is the level of the gate that compares a move's fast copy with
 // the snapshot it was copied from, before streaming starts: "count"
@@ -84,6 +85,11 @@
 // interrupted (or killed) after writing at least this much is kept, and
 // the next apply continues it, copying again only what differs; "0"
 // undoes every interrupted copy. The --keep-copy flag overrides it.
+// rollback_window: after a move's cutover the source stays, inactive and
+// fenced against writes, under its own name, and the new home streams the
+// shard's changes back to it for this long, so that pgms rollback can
+// switch back with no write lost; then cleanup renames it as usual. The
+// --rollback-window flag of apply and move overrides it.
 //
 // migrate_command runs after new shards are allocated and before they are
 // activated. A list of strings is executed directly, with no shell: the

@@ -95,6 +95,9 @@ func clusterBlock(t *Topology) *hclwrite.Block {
 	case c.KeepCopy > 0:
 		b.SetAttributeValue("keep_copy", cty.StringVal(units.FormatBytes(float64(c.KeepCopy))))
 	}
+	if c.RollbackWindow > 0 {
+		b.SetAttributeValue("rollback_window", cty.StringVal(units.FormatDuration(c.RollbackWindow)))
+	}
 	if c.CleanupAfter != 0 && c.CleanupAfter != def.CleanupAfter {
 		b.SetAttributeValue("cleanup_after", cty.StringVal(units.FormatDuration(c.CleanupAfter)))
 	}

@@ -36,6 +36,7 @@ var (
 		{Name: "schema_prefix"}, {Name: "schema_digits"}, {Name: "migrate_command"},
 		{Name: "weight_sql"}, {Name: "deactivate_sql"}, {Name: "cleanup_after"},
 		{Name: "library_schema"}, {Name: "state_node"}, {Name: "verify"}, {Name: "keep_copy"},
+		{Name: "rollback_window"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"},
@@ -396,6 +397,20 @@ func (l *loader) cluster(blocks []blockIn) {
 				l.errorf(attr.Expr.Range(), "Invalid duration", "cleanup_after cannot be negative; use \"0s\" to clean up at once.")
 			default:
 				c.CleanupAfter = d
+			}
+		}
+	}
+	if attr := a["rollback_window"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			d, err := time.ParseDuration(s)
+			switch {
+			case err != nil:
+				l.errorf(attr.Expr.Range(), "Invalid duration",
+					"rollback_window %q is not a duration. Write a number with a unit h, m or s, for example \"1h\", or \"0s\" for no window.", s)
+			case d < 0:
+				l.errorf(attr.Expr.Range(), "Invalid duration", "rollback_window cannot be negative; use \"0s\" for no window.")
+			default:
+				c.RollbackWindow = d
 			}
 		}
 	}

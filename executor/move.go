@@ -150,7 +150,8 @@ type MoveOptions struct {
 	// under its own name, inactive and fenced against writes, with the new
 	// home streaming its changes back, for this long (see openWindow):
 	// until then a rollback (MoveSpec.Rollback) switches back with no
-	// write lost. Zero: the source is renamed at the cutover.
+	// write lost. Zero or negative: the source is renamed at the cutover
+	// (for apply, zero takes the files' rollback_window).
 	RollbackWindow time.Duration
 }
 

@@ -113,8 +113,16 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		stmts = append(stmts, m.streamStartSQL())
 	}
 	if m.spec.Rollback {
-		// The old home was fenced during its window.
-		stmts = append(stmts, unfenceSQL(m.schema, tableNames(m.tables))...)
+		// The old home was fenced during its window. A rollback resumed
+		// after its commit read no table list: the fences say where they are.
+		tables := tableNames(m.tables)
+		if len(tables) == 0 {
+			var err error
+			if tables, err = m.fencedTables(ctx, m.dst); err != nil {
+				return err
+			}
+		}
+		stmts = append(stmts, unfenceSQL(m.schema, tables)...)
 	}
 	if !m.keepsInactive() {
 		stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))

@@ -121,6 +121,17 @@ func tableNames(ts []table) []string {
 	return out
 }
 
+// fencedTables lists the tables of the shard that node fences.
+func (m *move) fencedTables(ctx context.Context, node *pgutil.Node) ([]string, error) {
+	rows, err := node.Conn.Query(ctx, `SELECT c.relname::text FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+		WHERE t.tgname = $1 AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $2) ORDER BY 1`, names.FenceTrigger, m.schema)
+	if err != nil {
+		return nil, pgutil.Wrap(err, "node %s: list the fenced tables of %s", node.Name, m.schema)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, pgutil.Wrap(err, "node %s: list the fenced tables of %s", node.Name, m.schema)
+}
+
 // backSlot names the reverse stream's slot on the new home.
 func (m *move) backSlot(ctx context.Context, home *pgutil.Node) (string, error) {
 	var db uint32

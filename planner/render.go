@@ -80,6 +80,9 @@ func Headline(s Step) string {
 		case s.Bytes > 0:
 			size = ", " + units.FormatBytes(float64(s.Bytes))
 		}
+		if s.ObjectKind == "window" {
+			return fmt.Sprintf("close the rollback window of %s on %s (stream from %s dropped, %s renamed)", shardsLabel(s), s.Node, s.From, s.Object)
+		}
 		return fmt.Sprintf("drop %s %s on %s%s", s.ObjectKind, s.Object, s.Node, size)
 	case StepDrop:
 		return fmt.Sprintf("drop %s on %s with all their data, %s", shardsLabel(s), s.Node, units.FormatBytes(float64(s.Bytes)))
@@ -235,6 +238,18 @@ func writeExtras(b *strings.Builder, p *Plan) {
 				what = "claimed"
 			}
 			fmt.Fprintf(b, "  shard %d on %s: %s, by %s\n", ip.Shard, ip.Node, what, ip.Holder)
+		}
+		b.WriteString("\n")
+	}
+	if len(p.Windows) > 0 {
+		b.WriteString("Rollback windows (pgms rollback --shard=N switches back):\n")
+		for _, w := range p.Windows {
+			state := "open until"
+			if w.Expired {
+				state = "ended at"
+			}
+			fmt.Fprintf(b, "  shard %d (%s) moved %s → %s at %s, %s %s; the stream back retains %s\n", w.Shard, w.Schema, w.Node, w.To,
+				w.Since.UTC().Format("2006-01-02 15:04:05"), state, w.Until.UTC().Format("2006-01-02 15:04:05 UTC"), units.FormatBytes(float64(w.RetainedBytes)))
 		}
 		b.WriteString("\n")
 	}

@@ -104,6 +104,22 @@ func TestMoveReport(t *testing.T) {
 	}
 }
 
+func TestRollbackReport(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Report
+	}{
+		{"rollback_rolled_back", NewRollback(3, "sh0003", "b", "a", executor.MoveResult{Schema: "sh0003", OldSchema: "sh0003old20261125130000",
+			Resumed: true, Total: 6200 * time.Millisecond, Pause: 8800 * time.Microsecond, Core: 3100 * time.Microsecond, Blocked: 23400 * time.Microsecond, Retries: 0})},
+		{"rollback_already_done", NewRollback(3, "sh0003", "b", "a", executor.MoveResult{Schema: "sh0003", AlreadyDone: true})},
+		{"rollback_closed", NewWindowClosed(3, "sh0003", "b", "a", "sh0003old20261125130000")},
+	}
+	for _, tt := range tests {
+		checkText(t, tt.name, tt.r)
+		checkJSON(t, tt.name, tt.r)
+	}
+}
+
 func TestApplyReport(t *testing.T) {
 	shard := func(n int) *planner.Range { return &planner.Range{From: n, To: n} }
 	p := &planner.Plan{FormatVersion: planner.FormatVersion, Steps: []planner.Step{
