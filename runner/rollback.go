@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pgms-dev/pgms/executor"
 	"github.com/pgms-dev/pgms/internal/names"
+	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -120,4 +122,31 @@ func Rollback(ctx context.Context, w WindowAt, close bool, req MoveRequest) (exe
 		return err
 	})
 	return executor.MoveResult{}, renamed, err
+}
+
+// Windows lists the rollback windows open in live, as plans show them;
+// now decides which have ended.
+func Windows(live *state.Cluster, now time.Time) []planner.Window {
+	var out []planner.Window
+	for _, n := range live.Nodes {
+		for _, s := range n.Shards {
+			if s.Window == nil || s.Active {
+				continue
+			}
+			w := planner.Window{Shard: s.Shard, Schema: s.Schema, Node: n.Name, To: s.Window.To, Since: s.Window.Since, Until: s.Window.Until,
+				Expired: !now.Before(s.Window.Until)}
+			for _, home := range live.Nodes {
+				if home.Name != w.To && home.Addr != w.To {
+					continue
+				}
+				for _, l := range home.Leftovers {
+					if l.Shard == s.Shard && l.Kind == state.LeftoverSlot {
+						w.RetainedBytes = l.RetainedBytes
+					}
+				}
+			}
+			out = append(out, w)
+		}
+	}
+	return out
 }
