@@ -131,7 +131,11 @@ func (m *Move) text(w io.Writer) error {
 		if r.Outage > 0 {
 			fmt.Fprintf(&b, "  the shard was served by no node for %s while the activation was retried\n", r.Outage.Round(time.Millisecond))
 		}
-		fmt.Fprintf(&b, "  source schema renamed to %s on %s; drop it with pgms cleanup when no longer needed\n", m.OldSchema, m.From)
+		if m.OldSchema == m.Schema {
+			fmt.Fprintf(&b, "  source %s kept on %s, inactive and fenced, with a stream back from %s for its rollback window: pgms rollback switches back\n", m.Schema, m.From, m.To)
+		} else {
+			fmt.Fprintf(&b, "  source schema renamed to %s on %s; drop it with pgms cleanup when no longer needed\n", m.OldSchema, m.From)
+		}
 	}
 	if m.NewSchema != "" {
 		fmt.Fprintf(&b, "\nATTENTION: the shard was copied but NOT activated on the destination: the data still lives on %s and is served from there. Run the move with --activate-on-destination=yes to switch it over.\n", m.From)

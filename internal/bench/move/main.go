@@ -21,6 +21,11 @@
 // verification's time against the copy it checked, and the pauses by
 // level; and the fast copy's range size after an at sign (fast@64MB).
 //
+// -rollback 3 then runs three rounds of a fast move with a rollback window
+// and, after -rollback-hold of writes on the new home, pgms rollback, and
+// reports both pauses, the writes the stream carried back, and whether
+// every acknowledged write is on the old home at the end.
+//
 // -interrupt 0.8 then interrupts one more fast move with SIGINT once the
 // destination holds that share of the shard, runs it again, and reports
 // what the second run kept, compared and copied again, against the copy
@@ -88,7 +93,10 @@ func main() {
 	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
 	interrupt := flag.Float64("interrupt", 0, "then interrupt a fast move once the destination holds this share of the shard, and run it again")
 	copyRange := flag.String("copy-range", "", "pgms move --copy-range for the interrupted move and its second run")
+	rollbacks := flag.Int("rollback", 0, "then this many rounds of a fast move with a rollback window and its rollback")
+	hold := flag.Duration("rollback-hold", 5*time.Second, "how long the writer writes on the new home before each rollback")
 	flag.Parse()
+	rollbackN, rollbackHold = *rollbacks, *hold
 	moveArgs = nil
 	if *copyRange != "" {
 		moveArgs = append(moveArgs, "--copy-range="+*copyRange)
@@ -105,10 +113,13 @@ func main() {
 	}
 }
 
-// moveArgs are added to the interrupted move; interruptAt is -interrupt.
+// moveArgs are added to the interrupted move; interruptAt is -interrupt;
+// rollbackN and rollbackHold are -rollback and -rollback-hold.
 var (
-	moveArgs    []string
-	interruptAt float64
+	moveArgs     []string
+	interruptAt  float64
+	rollbackN    int
+	rollbackHold time.Duration
 )
 
 func fail(err error) {
@@ -251,6 +262,15 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 			verify: rr.second.verify, bytes: rr.second.bytes, rows: rr.second.rows, pause: rr.second.pause, core: rr.second.core, retries: rr.second.retries,
 			maxRSS: rr.second.maxRSS, pgmsCPU: rr.second.pgmsCPU, serverCPU: rr.second.serverCPU})
 	}
+	var rounds []rollbackRound
+	if rollbackN > 0 && ctx.Err() == nil {
+		if len(rows)%2 == 1 {
+			return errors.New("-rollback needs the shard back on a: use an even number of moves")
+		}
+		if rounds, err = rollbackRounds(ctx, bin, a, b, w, rollbackN, rollbackHold); err != nil {
+			return err
+		}
+	}
 	st := w.Stop()
 	final := b
 	if len(rows)%2 == 0 {
@@ -260,6 +280,9 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 	report(os.Stdout, info, floors{raw: floor, withIndexes: withIndexes, indexesAfter: indexesAfter, dump: dump}, copies, rate, rows, st, verifyErr)
 	if resumed != nil {
 		reportResume(os.Stdout, rows, *resumed)
+	}
+	if rollbackN > 0 {
+		reportRollbacks(os.Stdout, rounds, rollbackHold, st, verifyErr)
 	}
 	if verifyErr != nil || len(st.Violations) > 0 {
 		return errors.New("writes were lost or misrouted")
