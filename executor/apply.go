@@ -38,8 +38,9 @@ type ApplyEnv struct {
 	// Parallelism bounds the moves running at once; each node also bounds
 	// the moves it takes part in (max_concurrent_moves).
 	Parallelism int
-	// Move tunes every move; the topology's deactivate_sql fills
-	// DeactivateSQL when it is empty.
+	// Move tunes every move; the topology's deactivate_sql, verify and
+	// keep_copy fill DeactivateSQL, Verify and KeepCopyBytes when they
+	// are not set.
 	Move MoveOptions
 	// Log receives a line as each step starts and ends.
 	Log io.Writer
@@ -111,6 +112,15 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	}
 	if env.Move.DeactivateSQL == "" {
 		env.Move.DeactivateSQL = env.Topology.Cluster.DeactivateSQL
+	}
+	if env.Move.Verify == "" {
+		env.Move.Verify = env.Topology.Cluster.Verify
+	}
+	if env.Move.KeepCopyBytes == 0 {
+		env.Move.KeepCopyBytes = env.Topology.Cluster.KeepCopy
+	}
+	if env.Move.RollbackWindow == 0 {
+		env.Move.RollbackWindow = env.Topology.Cluster.RollbackWindow
 	}
 	a := &applier{env: env, plan: p, nodes: map[string]*pgutil.Node{}}
 	defer a.closeNodes()
@@ -478,6 +488,25 @@ func (a *applier) runCleanup(ctx context.Context, stage []int) error {
 	var failed error
 	for _, i := range stage {
 		s := a.plan.Steps[i]
+		if s.ObjectKind == "window" {
+			// A rollback window past its end: s.From serves the shard and
+			// streams it back to the fenced source on s.Node.
+			js := a.begin(ctx, i)
+			started := time.Now()
+			from, ferr := a.dsnOf(s.From)
+			to, terr := a.dsnOf(s.Node)
+			err := errors.Join(ferr, terr)
+			if err == nil {
+				_, err = CloseWindow(ctx, MoveSpec{Shard: s.Shards.From, Schema: s.Object, Activate: true,
+					From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.Node, DSN: to},
+					LibrarySchema: c.LibrarySchema, Options: a.env.Move, Who: a.env.Who}, nil, a.env.Reporter)
+			}
+			a.end(ctx, i, js, started, err)
+			if err != nil && failed == nil {
+				failed = err
+			}
+			continue
+		}
 		if s.From != "" && s.ObjectKind == "schema" {
 			// The partial copy of a move from s.From to s.Node.
 			js := a.begin(ctx, i)

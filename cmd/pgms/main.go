@@ -118,7 +118,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		// The declarative workflow.
 		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),
-		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(),
+		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(), newRollbackCommand(),
 		// The imperative commands of pg-microsharding.
 		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
 		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),
