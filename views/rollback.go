@@ -63,6 +63,8 @@ func (v *Rollback) text(w io.Writer) error {
 				units.FormatMS(r.Blocked), units.FormatMS(r.Pause), units.FormatMS(r.Core), lockRetries(r.Retries))
 			fmt.Fprintf(&b, "  %s on %s renamed to %s; drop it with pgms cleanup when no longer needed\n", v.Schema, v.From, r.OldSchema)
 		}
+		// The files still place the shard where it was moved.
+		fmt.Fprintf(&b, "  where topology files place the shard, place shard %d on %s there: until then the next apply moves it to %s again\n", v.Shard, v.To, v.From)
 	}
 	return flush(w, &b)
 }
