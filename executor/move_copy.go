@@ -203,7 +203,7 @@ func (m *move) createSubscription(ctx context.Context, copyData bool) error {
 	}
 	q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = %t, synchronous_commit = 'on', enabled = true%s)",
 		pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(m.slot), copyData, binaryOption)
-	err = m.withoutStatementLog(ctx, conninfo, func() error {
+	err = withoutStatementLog(ctx, m.dst, m.dstMajor, conninfo, func() error {
 		_, err := m.dst.Conn.Exec(ctx, q)
 		return err
 	})

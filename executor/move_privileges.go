@@ -120,6 +120,13 @@ func (m *move) checkPrivileges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.windowing() {
+		w, err := m.windowNeeds(src, dst)
+		if err != nil {
+			return err
+		}
+		srcNeeds, dstNeeds = append(srcNeeds, w[0]...), append(dstNeeds, w[1]...)
+	}
 	var errs []error
 	if len(srcNeeds) > 0 {
 		errs = append(errs, &PrivilegeError{Node: m.src.Name, Role: src.name, Side: "the move's source", Major: m.srcMajor, Missing: srcNeeds})
@@ -128,6 +135,36 @@ func (m *move) checkPrivileges(ctx context.Context) error {
 		errs = append(errs, &PrivilegeError{Node: m.dst.Name, Role: dst.name, Side: "the move's destination", Major: m.dstMajor, Missing: dstNeeds})
 	}
 	return errors.Join(errs...)
+}
+
+// windowNeeds lists what a rollback window adds, source's then
+// destination's: the stream back reverses the roles, the new home
+// publishing from a slot and the old home subscribing.
+func (m *move) windowNeeds(src, dst roleFacts) ([2][]privilegeNeed, error) {
+	var out [2][]privilegeNeed
+	why := "the rollback window's stream back"
+	if !dst.superuser && !dst.replication {
+		out[1] = append(out[1], privilegeNeed{"the REPLICATION attribute", why + " streams from a logical slot here", "ALTER ROLE " + pgutil.Quote(dst.name) + " REPLICATION"})
+	}
+	switch {
+	case src.superuser:
+	case m.srcMajor < 16:
+		out[0] = append(out[0], privilegeNeed{"superuser", "before PostgreSQL 16 only a superuser may create " + why + "'s subscription",
+			"ALTER ROLE " + pgutil.Quote(src.name) + " SUPERUSER, or move without a rollback window"})
+	default:
+		if !src.createSub {
+			out[0] = append(out[0], privilegeNeed{"the privileges of pg_create_subscription", why + "'s subscription", "GRANT pg_create_subscription TO " + pgutil.Quote(src.name)})
+		}
+		conninfo, err := serverConninfo(m.spec.To, "destination")
+		if err != nil {
+			return out, err
+		}
+		if !dsn.HasPassword(conninfo) {
+			out[0] = append(out[0], privilegeNeed{"a password in the destination's connection string", "PostgreSQL makes a subscription owned by a role that is not a superuser authenticate with a password it stores, and " + why + " connects to the destination",
+				"give the destination's dsn (or publisher_dsn) a password, and make its pg_hba.conf require one (scram-sha-256) for that role"})
+		}
+	}
+	return out, nil
 }
 
 // libraryNeeds: both sides of a move change the active list, and so do

@@ -255,7 +255,11 @@ func (m *move) openWindow(ctx context.Context) error {
 		}
 		q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = false, synchronous_commit = 'on', enabled = true)",
 			pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(slot))
-		if _, err := m.src.Conn.Exec(ctx, q); err != nil {
+		err = withoutStatementLog(ctx, m.src, m.srcMajor, conninfo, func() error {
+			_, err := m.src.Conn.Exec(ctx, q)
+			return err
+		})
+		if err != nil {
 			return pgutil.Wrap(err, "node %s: create subscription %s for the rollback window", m.src.Name, m.sub)
 		}
 		m.event(PhaseWindow, EventInfo, fmt.Sprintf("rollback window open until %s: %s streams %s back to %s from %s; pgms rollback --shard=%d switches back",
