@@ -51,8 +51,19 @@ type (
 		// renamed schema, $1 replaced by the quoted table name (the
 		// DEACTIVATE_SQL of pg-microsharding). Optional.
 		DeactivateSQL string
-		CleanupAfter  time.Duration // default 168h
-		LibrarySchema string        // default "microsharding"
+		// Verify is the level of the moves' verification gate: "off",
+		// "count" or "full"; empty: the executor's default.
+		Verify string
+		// KeepCopy is the least a move's interrupted fast copy must have
+		// written to be kept and continued by the next run: 0 for the
+		// executor's default, -1 for never (keep_copy = "0").
+		KeepCopy int64
+		// RollbackWindow keeps a moved shard's source fenced, with a stream
+		// back from its new home, this long after the cutover, so that
+		// pgms rollback can switch back; 0: no window.
+		RollbackWindow time.Duration
+		CleanupAfter   time.Duration // default 168h
+		LibrarySchema  string        // default "microsharding"
 		// StateNode names the node holding the apply journal; default
 		// the first node by name.
 		StateNode string
@@ -232,4 +243,19 @@ func WithLookupEnv(lookup func(name string) (string, bool)) Option {
 // offline checks run where the secrets are not available.
 func AllowUnsetEnv() Option {
 	return func(o *options) { o.allowUnsetEnv = true }
+}
+
+// VerifyLevels are the values verify accepts in the cluster block.
+var VerifyLevels = []string{"off", "count", "full"}
+
+// DefaultVerify is the verification level of moves when the files name
+// none.
+const DefaultVerify = "full"
+
+// VerifyLevel is the cluster's verification level, the default filled in.
+func (t *Topology) VerifyLevel() string {
+	if t == nil || t.Cluster.Verify == "" {
+		return DefaultVerify
+	}
+	return t.Cluster.Verify
 }

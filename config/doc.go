@@ -27,6 +27,9 @@
 //	  cleanup_after   = "168h"          # Go duration: h, m, s
 //	  library_schema  = "microsharding" # schema of the stored-function library
 //	  state_node      = "a"             # node holding the apply journal
+//	  verify          = "full"          # moves' verification gate: off, count, full
+//	  keep_copy       = "64MB"          # interrupted fast copies this big are continued
+//	  rollback_window = "1h"            # moved shards can be rolled back this long
 //	}
 //
 //	# A node: one PostgreSQL primary. The label is its name: letters,
@@ -72,7 +75,22 @@
 //
 // Defaults: schema_prefix "sh", schema_digits 4, no migrate_command, the
 // total relation size as weight, no deactivate_sql, cleanup_after "168h",
-// library_schema "microsharding", state_node the first node by name.
+// library_schema "microsharding", state_node the first node by name,
+// verify "full", keep_copy "64MB", no rollback_window.
+//
+// verify is the level of the gate that compares a move's fast copy with
+// the snapshot it was copied from, before streaming starts: "count"
+// compares row counts per chunk of each table, "full" also a hash of the
+// rows' content; a difference stops the move before the switch. The
+// --verify flag of apply overrides it. keep_copy: a move's fast copy
+// interrupted (or killed) after writing at least this much is kept, and
+// the next apply continues it, copying again only what differs; "0"
+// undoes every interrupted copy. The --keep-copy flag overrides it.
+// rollback_window: after a move's cutover the source stays, inactive and
+// fenced against writes, under its own name, and the new home streams the
+// shard's changes back to it for this long, so that pgms rollback can
+// switch back with no write lost; then cleanup renames it as usual. The
+// --rollback-window flag of apply and move overrides it.
 //
 // publisher_dsn is how the destination server of a move from this node
 // connects to it, for the move's subscription; it is stored in the

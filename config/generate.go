@@ -93,6 +93,16 @@ func clusterBlock(t *Topology) *hclwrite.Block {
 	}
 	str("weight_sql", c.WeightSQL, "")
 	str("deactivate_sql", c.DeactivateSQL, "")
+	str("verify", c.Verify, "")
+	switch {
+	case c.KeepCopy < 0:
+		b.SetAttributeValue("keep_copy", cty.StringVal("0"))
+	case c.KeepCopy > 0:
+		b.SetAttributeValue("keep_copy", cty.StringVal(units.FormatBytes(float64(c.KeepCopy))))
+	}
+	if c.RollbackWindow > 0 {
+		b.SetAttributeValue("rollback_window", cty.StringVal(units.FormatDuration(c.RollbackWindow)))
+	}
 	if c.CleanupAfter != 0 && c.CleanupAfter != def.CleanupAfter {
 		b.SetAttributeValue("cleanup_after", cty.StringVal(units.FormatDuration(c.CleanupAfter)))
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/pgms-dev/pgms/internal/dsn"
+	"github.com/pgms-dev/pgms/internal/units"
 )
 
 // FileSuffix ends the name of every topology file.
@@ -33,7 +35,8 @@ var (
 	clusterSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "schema_prefix"}, {Name: "schema_digits"}, {Name: "migrate_command"},
 		{Name: "weight_sql"}, {Name: "deactivate_sql"}, {Name: "cleanup_after"},
-		{Name: "library_schema"}, {Name: "state_node"},
+		{Name: "library_schema"}, {Name: "state_node"}, {Name: "verify"}, {Name: "keep_copy"},
+		{Name: "rollback_window"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "dsn"}, {Name: "drain"}, {Name: "max_concurrent_moves"}, {Name: "capacity"}, {Name: "publisher_dsn"},
@@ -359,6 +362,30 @@ func (l *loader) cluster(blocks []blockIn) {
 	if attr := a["deactivate_sql"]; attr != nil {
 		c.DeactivateSQL, _ = l.str(attr, b.ctx)
 	}
+	if attr := a["verify"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			if slices.Contains(VerifyLevels, s) {
+				c.Verify = s
+			} else {
+				l.errorf(attr.Expr.Range(), "Invalid verification level",
+					"verify must be one of %s: how a move compares its copy with the source before switching over.", strings.Join(VerifyLevels, ", "))
+			}
+		}
+	}
+	if attr := a["keep_copy"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			n, err := units.ParseBytes(s)
+			switch {
+			case err != nil:
+				l.errorf(attr.Expr.Range(), "Invalid size",
+					"keep_copy %q is not a size. Write a number with a unit, for example \"64MB\", or \"0\" never to keep an interrupted copy.", s)
+			case n <= 0:
+				c.KeepCopy = -1
+			default:
+				c.KeepCopy = n
+			}
+		}
+	}
 	if attr := a["cleanup_after"]; attr != nil {
 		if s, ok := l.str(attr, b.ctx); ok {
 			d, err := time.ParseDuration(s)
@@ -370,6 +397,20 @@ func (l *loader) cluster(blocks []blockIn) {
 				l.errorf(attr.Expr.Range(), "Invalid duration", "cleanup_after cannot be negative; use \"0s\" to clean up at once.")
 			default:
 				c.CleanupAfter = d
+			}
+		}
+	}
+	if attr := a["rollback_window"]; attr != nil {
+		if s, ok := l.str(attr, b.ctx); ok {
+			d, err := time.ParseDuration(s)
+			switch {
+			case err != nil:
+				l.errorf(attr.Expr.Range(), "Invalid duration",
+					"rollback_window %q is not a duration. Write a number with a unit h, m or s, for example \"1h\", or \"0s\" for no window.", s)
+			case d < 0:
+				l.errorf(attr.Expr.Range(), "Invalid duration", "rollback_window cannot be negative; use \"0s\" for no window.")
+			default:
+				c.RollbackWindow = d
 			}
 		}
 	}

@@ -38,8 +38,9 @@ type ApplyEnv struct {
 	// Parallelism bounds the moves running at once; each node also bounds
 	// the moves it takes part in (max_concurrent_moves).
 	Parallelism int
-	// Move tunes every move; the topology's deactivate_sql fills
-	// DeactivateSQL when it is empty.
+	// Move tunes every move; the topology's deactivate_sql, verify and
+	// keep_copy fill DeactivateSQL, Verify and KeepCopyBytes when they
+	// are not set.
 	Move MoveOptions
 	// Log receives a line as each step starts and ends.
 	Log io.Writer
@@ -149,6 +150,15 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	if env.Move.DeactivateSQL == "" {
 		env.Move.DeactivateSQL = env.Topology.Cluster.DeactivateSQL
 	}
+	if env.Move.Verify == "" {
+		env.Move.Verify = env.Topology.Cluster.Verify
+	}
+	if env.Move.KeepCopyBytes == 0 {
+		env.Move.KeepCopyBytes = env.Topology.Cluster.KeepCopy
+	}
+	if env.Move.RollbackWindow == 0 {
+		env.Move.RollbackWindow = env.Topology.Cluster.RollbackWindow
+	}
 	a := &applier{env: env, plan: p, nodes: map[string]*pgutil.Node{}}
 	defer a.closeNodes()
 	a.res = make([]StepResult, len(p.Steps))
@@ -171,6 +181,10 @@ func Apply(ctx context.Context, p *planner.Plan, env ApplyEnv) (ApplyResult, err
 	}
 	if len(current) > 0 {
 		stages = append(stages, current)
+	}
+	// A missing grant found halfway would leave the apply half done.
+	if err := a.checkPrivileges(ctx); err != nil {
+		return ApplyResult{Steps: a.res}, err
 	}
 	var failed error
 	for _, stage := range stages {
@@ -474,20 +488,11 @@ func (a *applier) runMoves(ctx context.Context, stage []int) error {
 
 func (a *applier) move(ctx context.Context, i int) {
 	s := a.plan.Steps[i]
-	c := a.env.Topology.Cluster
 	a.begin(ctx, i)
 	started := time.Now()
-	from, ferr := a.dsnOf(s.From)
-	to, terr := a.dsnOf(s.To)
 	var res MoveResult
-	err := errors.Join(ferr, terr)
+	spec, err := a.moveSpec(s)
 	if err == nil {
-		spec := MoveSpec{
-			Shard: s.Shards.From, Schema: s.Schemas[0],
-			From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
-			Activate: s.Activate, KeepInactive: !s.Activate,
-			LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
-		}
 		res, err = Move(ctx, spec, a.env.Journal, a.env.Reporter)
 	}
 	a.mu.Lock()
@@ -502,6 +507,19 @@ func (a *applier) move(ctx context.Context, i int) {
 	}
 }
 
+// moveSpec is what Move needs for a move step.
+func (a *applier) moveSpec(s planner.Step) (MoveSpec, error) {
+	from, ferr := a.dsnOf(s.From)
+	to, terr := a.dsnOf(s.To)
+	c := a.env.Topology.Cluster
+	return MoveSpec{
+		Shard: s.Shards.From, Schema: s.Schemas[0],
+		From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
+		Activate: s.Activate, KeepInactive: !s.Activate,
+		LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
+	}, errors.Join(ferr, terr)
+}
+
 // runCleanup drops the leftovers of a stage: first the partial copies of
 // abandoned moves (with their replication objects, through the move's own
 // undo), then every node's subscriptions, then slots, publications and
@@ -514,6 +532,25 @@ func (a *applier) runCleanup(ctx context.Context, stage []int) error {
 	var failed error
 	for _, i := range stage {
 		s := a.plan.Steps[i]
+		if s.ObjectKind == "window" {
+			// A rollback window past its end: s.From serves the shard and
+			// streams it back to the fenced source on s.Node.
+			js := a.begin(ctx, i)
+			started := time.Now()
+			from, ferr := a.dsnOf(s.From)
+			to, terr := a.dsnOf(s.Node)
+			err := errors.Join(ferr, terr)
+			if err == nil {
+				_, err = CloseWindow(ctx, MoveSpec{Shard: s.Shards.From, Schema: s.Object, Activate: true,
+					From: Endpoint{Name: s.From, DSN: from}, To: Endpoint{Name: s.Node, DSN: to},
+					LibrarySchema: c.LibrarySchema, Options: a.env.Move, Who: a.env.Who}, nil, a.env.Reporter)
+			}
+			a.end(ctx, i, js, started, err)
+			if err != nil && failed == nil {
+				failed = err
+			}
+			continue
+		}
 		if s.From != "" && s.ObjectKind == "schema" {
 			// The partial copy of a move from s.From to s.Node.
 			js := a.begin(ctx, i)

@@ -63,6 +63,11 @@ type MoveSpec struct {
 	// Who describes the run in the claims the move takes; default: this
 	// process running "move".
 	Who state.Invocation
+	// Rollback makes the move a rollback: From is the node a windowed move
+	// went to, To the old home whose source is in its rollback window and
+	// already streaming (see openWindow). A rollback resumes at the
+	// catch-up; a failure before its cutover leaves the window as it was.
+	Rollback bool
 }
 
 // MoveOptions tune a move; zero values take the defaults.
@@ -113,7 +118,9 @@ type MoveOptions struct {
 	// CopyRangeBytes: the fast copy splits a table larger than this into
 	// ranges of about this size that workers copy in parallel (sources on
 	// PostgreSQL 14 and later, which scan a range of pages directly).
-	// Default 1 GiB; negative: never split.
+	// Default 64 MiB: each range is committed on its own, so that an
+	// interruption loses at most the ranges being copied (see
+	// continueCopy); negative: never split.
 	CopyRangeBytes int64
 	// ActivationTimeout bounds how long a committed cutover keeps trying
 	// to activate the shard on the destination: until then the shard is
@@ -130,6 +137,22 @@ type MoveOptions struct {
 	// long (a cut link, a stuck apply worker) stops the move, keeping the
 	// copy so that running the move again continues it. Default 60s.
 	StallTimeout time.Duration
+	// Verify is the verification gate's level (VerifyLevels): the fast
+	// copy is compared with the snapshot it was copied from before
+	// streaming starts. Default DefaultVerify.
+	Verify string
+	// KeepCopyBytes: a fast copy interrupted (or killed) after writing at
+	// least this much is kept, and the next run continues it (see
+	// continueCopy) instead of starting over. Default
+	// DefaultKeepCopyBytes; negative: never.
+	KeepCopyBytes int64
+	// RollbackWindow, when positive, keeps the source after the cutover
+	// under its own name, inactive and fenced against writes, with the new
+	// home streaming its changes back, for this long (see openWindow):
+	// until then a rollback (MoveSpec.Rollback) switches back with no
+	// write lost. Zero or negative: the source is renamed at the cutover
+	// (for apply, zero takes the files' rollback_window).
+	RollbackWindow time.Duration
 }
 
 // Defaults of MoveOptions, for flag definitions and documentation.
@@ -142,6 +165,7 @@ const (
 	DefaultCommitResolveTimeout = 5 * time.Minute
 	DefaultStandbyTimeout       = 30 * time.Second
 	DefaultStallTimeout         = 60 * time.Second
+	DefaultCopyRangeBytes       = 64 << 20
 	// MaxCutoverLockTimeout is the longest cutover lock wait accepted:
 	// every writer of the shard queues behind a waiting lock request, so
 	// this wait blocks the application as surely as the pause does.
@@ -192,7 +216,10 @@ func (o MoveOptions) withDefaults() MoveOptions {
 		o.CopyWorkers = min(max(runtime.NumCPU(), 2), 8)
 	}
 	if o.CopyRangeBytes == 0 {
-		o.CopyRangeBytes = 1 << 30
+		o.CopyRangeBytes = DefaultCopyRangeBytes
+	}
+	if o.Verify == "" {
+		o.Verify = DefaultVerify
 	}
 	return o
 }
@@ -227,6 +254,10 @@ type MoveResult struct {
 	Tables  int
 	Bytes   int64 // size of the source tables copied
 	Rows    int64 // rows written by the initial copy on the destination
+	// Verify says what the verification gate compared (nil: level off).
+	Verify *VerifyResult
+	// Resume says what a run that continued a kept copy did (nil: none).
+	Resume *ResumeResult
 }
 
 // ErrInterrupted wraps the context's error when a move stopped at a safe
@@ -244,6 +275,9 @@ type move struct {
 	sub    string
 	rep    Reporter
 	step   *state.Step
+	// kind is the journal's name for what runs: move, rollback,
+	// close-window.
+	kind string
 
 	// src and dst are the sessions holding the move's claims of the shard
 	// on each node (see state.ClaimShards): everything the move changes on
@@ -312,6 +346,16 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 	}
 	m.release(ctx)
 	m.res.Total = time.Since(start)
+	m.endStep(ctx, err)
+	if err != nil {
+		return m.res, fmt.Errorf("%s shard %d (%s) from %s to %s: %w", map[bool]string{true: "roll back", false: "move"}[spec.Rollback],
+			spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
+	}
+	return m.res, nil
+}
+
+// endStep records the outcome in the journal.
+func (m *move) endStep(ctx context.Context, err error) {
 	m.mu.Lock()
 	m.progress.Total = m.res.Total
 	final := m.progress
@@ -334,10 +378,6 @@ func Move(ctx context.Context, spec MoveSpec, journal *state.Journal, rep Report
 		m.event(PhaseDone, EventWarning, "could not record the outcome in the journal: "+pgutil.Describe(jerr))
 	}
 	m.rep.Report(Event{Time: time.Now(), Shard: m.spec.Shard, Schema: m.schema, Phase: PhaseDone, Kind: EventEnd, Message: string(outcome), LagBytes: -1})
-	if err != nil {
-		return m.res, fmt.Errorf("move shard %d (%s) from %s to %s: %w", spec.Shard, orShard(m.schema, spec.Shard), m.spec.From.Name, m.spec.To.Name, err)
-	}
-	return m.res, nil
 }
 
 // newMove fills in the defaults of a spec.
@@ -345,7 +385,10 @@ func newMove(spec MoveSpec, rep Reporter) (*move, error) {
 	if rep == nil {
 		rep = Discard
 	}
-	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep}
+	m := &move{spec: spec, opts: spec.Options.withDefaults(), lib: spec.LibrarySchema, rep: rep, kind: "move"}
+	if spec.Rollback {
+		m.kind = "rollback"
+	}
 	if m.lib == "" {
 		m.lib = sql.DefaultSchema
 	}
@@ -356,6 +399,9 @@ func newMove(spec MoveSpec, rep Reporter) (*move, error) {
 		m.spec.To.Name = dsn.Name(spec.To.DSN)
 	}
 	if err := CheckCutoverLockTimeout(m.opts.LockTimeout); err != nil {
+		return nil, err
+	}
+	if err := CheckVerify(m.opts.Verify); err != nil {
 		return nil, err
 	}
 	var err error
@@ -388,7 +434,7 @@ func (m *move) begin(ctx context.Context, journal *state.Journal) error {
 	}
 	m.slot = names.MoveSlot(m.schema, db)
 	m.step, err = journal.BeginStep(ctx, state.StepStart{
-		Kind: "move", Shard: m.spec.Shard, Schema: m.schema,
+		Kind: m.kind, Shard: m.spec.Shard, Schema: m.schema,
 		Source: m.spec.From.Name, Destination: m.spec.To.Name, Strategy: m.strategy.Name(),
 	})
 	return err
@@ -486,10 +532,40 @@ func (m *move) run(ctx context.Context) error {
 		return err
 	case m.committed && !m.spec.Activate && !m.spec.KeepInactive:
 		return fmt.Errorf("%w; the copy is complete on %s as %s, but replication objects may be left: run pgms cleanup, or the same move again (which makes a fresh copy)", err, m.dst.Name, m.res.NewSchema)
+	case m.committed && m.spec.Rollback:
+		return fmt.Errorf("%w; the rollback's cutover had committed on %s, so it must be finished: run the same rollback again", err, m.spec.From.Name)
 	case m.committed:
 		return fmt.Errorf("%w; the cutover had committed on the source, so the shard must be finished: run the same move again", err)
+	case m.spec.Rollback:
+		// The stream back is the window itself: undoing it would close the
+		// window. It stays as it was, and the shard stays where it is.
+		return fmt.Errorf("%w; nothing was switched: %s is still served by %s, and its rollback window on %s stays open with its stream: run the rollback again", err, m.schema, m.spec.From.Name, m.spec.To.Name)
+	case errors.Is(err, errVerifyMismatch):
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		// The source's slot and publication go (a slot retains WAL); the
+		// copy stays, still marked as unfinished and never subscribed, so
+		// that both can be compared.
+		if kerr := m.dropReplication(kctx); kerr != nil {
+			return fmt.Errorf("%w; dropping the source's slot and publication failed: %w (run pgms cleanup)", err, kerr)
+		}
+		return fmt.Errorf("%w. Nothing was switched: %s is still served by %s. The copy is kept on %s, marked as unfinished and not subscribed, for inspection; the slot and publication are dropped. Running the move again compares the copy with a fresh snapshot and copies again what differs, or starts over for a copy under --keep-copy (pgms cleanup removes the copy)",
+			err, m.schema, m.src.Name, m.dst.Name)
 	case !m.touched:
 		return err
+	case errors.Is(err, ErrInterrupted) && !m.opts.KeepOnInterrupt:
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		kept, msg, kerr := m.keepCopy(kctx)
+		cancel()
+		if kerr != nil {
+			return fmt.Errorf("%w; keeping the copy failed: %w (run the same move again, or pgms cleanup, to remove what is left)", err, kerr)
+		}
+		if kept {
+			m.event(PhaseUndo, EventInfo, msg)
+			return fmt.Errorf("%w; %s", err, msg)
+		}
+	}
+	switch {
 	case errors.Is(err, errStalled) || errors.Is(err, ErrInterrupted) && m.opts.KeepOnInterrupt:
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		kerr := m.strategy.keep(kctx, m)
@@ -536,15 +612,25 @@ func (m *move) drive(ctx context.Context) error {
 		m.res.AlreadyDone = true
 		m.event(PhasePreflight, EventInfo, fmt.Sprintf("%s is already active on %s; nothing to move", m.schema, m.dst.Name))
 		if found.hasArtifacts() {
-			return m.cleanupArtifacts(ctx)
+			if err := m.cleanupArtifacts(ctx); err != nil {
+				return err
+			}
+		}
+		if found.window {
+			m.res.OldSchema = m.schema
+			return m.openWindow(ctx)
 		}
 		return nil
 	case situationCommitted:
 		m.res.Resumed = true
 		m.committed = true
 		m.touched = true
-		m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
-		return m.finish(ctx, cutoverResult{old: found.oldSchema})
+		if found.window {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (%s fenced on %s for its rollback window); finishing", m.schema, m.src.Name))
+		} else {
+			m.event(PhasePreflight, EventInfo, fmt.Sprintf("the cutover had committed (source renamed to %s); finishing", found.oldSchema))
+		}
+		return m.finish(ctx, cutoverResult{old: found.oldSchema, window: found.window})
 	case situationCopying:
 		m.res.Resumed = true
 		m.touched = true
@@ -554,7 +640,18 @@ func (m *move) drive(ctx context.Context) error {
 		}
 	case situationStale, situationFresh:
 		m.touched = true
-		if found.situation == situationStale || found.hasArtifacts() {
+		resume := false
+		if found.situation == situationStale {
+			if resume, err = m.canContinueCopy(ctx); err != nil {
+				return err
+			}
+		}
+		switch {
+		case resume:
+			if err := m.dropReplication(ctx); err != nil {
+				return err
+			}
+		case found.situation == situationStale || found.hasArtifacts():
 			m.event(PhasePreflight, EventInfo, found.leftBehind(m))
 			if err := m.undo(ctx); err != nil {
 				return err
@@ -563,8 +660,10 @@ func (m *move) drive(ctx context.Context) error {
 		if err := m.phase(ctx, PhaseDDL, "copying the schema definition"); err != nil {
 			return err
 		}
-		if err := m.copyDDL(ctx); err != nil {
-			return err
+		if !resume {
+			if err := m.copyDDL(ctx); err != nil {
+				return err
+			}
 		}
 		if err := m.phase(ctx, PhaseReplicate, "setting up replication ("+m.strategy.Name()+" copy)"); err != nil {
 			return err
@@ -603,6 +702,11 @@ func (m *move) drive(ctx context.Context) error {
 	}
 	if err := m.phase(ctx, PhaseCutover, fmt.Sprintf("switching over (lock timeout %v, pause budget %v)", m.opts.LockTimeout, m.opts.MaxPause)); err != nil {
 		return err
+	}
+	if m.windowing() {
+		if err := m.prepareWindow(ctx); err != nil {
+			return err
+		}
 	}
 	cr, err := m.cutover(ctx)
 	if err != nil {

@@ -93,7 +93,10 @@ func (m *move) subscribeCopying(ctx context.Context) error {
 	return fault.Point(ctx, "move.replicate.end")
 }
 
-func (nativeCopy) WaitCopied(ctx context.Context, m *move) error { return m.waitSubscriptionReady(ctx) }
+func (nativeCopy) WaitCopied(ctx context.Context, m *move) error {
+	m.verifySkipped("the native copy has no snapshot to compare with (use the fast copy)")
+	return m.waitSubscriptionReady(ctx)
+}
 
 func (nativeCopy) Release() {}
 
@@ -200,7 +203,7 @@ func (m *move) createSubscription(ctx context.Context, copyData bool) error {
 	}
 	q := fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = %t, synchronous_commit = 'on', enabled = true%s)",
 		pgutil.Quote(m.sub), quoteLiteral(conninfo), pgutil.Quote(m.pub), quoteLiteral(m.slot), copyData, binaryOption)
-	err = m.withoutStatementLog(ctx, conninfo, func() error {
+	err = withoutStatementLog(ctx, m.dst, m.dstMajor, conninfo, func() error {
 		_, err := m.dst.Conn.Exec(ctx, q)
 		return err
 	})
@@ -210,14 +213,18 @@ func (m *move) createSubscription(ctx context.Context, copyData bool) error {
 // publisherConninfo is the connection string the destination server uses
 // to reach the source. A password pgms found outside the DSN (PGPASSWORD,
 // .pgpass) is added, since the server has no access to those.
-func (m *move) publisherConninfo() (string, error) {
-	if m.spec.From.PublisherDSN != "" {
-		return m.spec.From.PublisherDSN, nil
+func (m *move) publisherConninfo() (string, error) { return serverConninfo(m.spec.From, "source") }
+
+// serverConninfo is the connection string another server uses to reach
+// ep (role names it in errors).
+func serverConninfo(ep Endpoint, role string) (string, error) {
+	if ep.PublisherDSN != "" {
+		return ep.PublisherDSN, nil
 	}
-	raw := m.spec.From.DSN
+	raw := ep.DSN
 	cfg, err := pgconn.ParseConfig(raw)
 	if err != nil {
-		return "", fmt.Errorf("source DSN: %w", err)
+		return "", fmt.Errorf("%s DSN: %w", role, err)
 	}
 	if u, err := url.Parse(raw); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		password, has := "", false

@@ -47,6 +47,10 @@ type fastCopy struct {
 	dump     chan dumpResult
 	stopDump context.CancelFunc
 	state    fastState
+	// resume: the copy continues a kept copy of an earlier run (see
+	// continueCopy); existing names the indexes it had, or built first.
+	resume   bool
+	existing map[string]bool
 }
 
 // fastState is where a fast copy stands.
@@ -165,8 +169,20 @@ func (f *fastCopy) Start(ctx context.Context, m *move) (err error) {
 // the post-data section, so that the subscription's copy maintains every
 // index, then the slot and a copying subscription.
 func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
-	f.state = fastNative
 	m.event(PhaseReplicate, EventWarning, "the fast copy cannot run: "+why+"; using the native copy instead (slower: the subscription copies the tables into their indexes)")
+	if f.resume {
+		// The subscription copies whole tables: a kept copy is in the way.
+		// Its DDL is made again while the state still defers post-data, which
+		// the lines below add.
+		f.resume = false
+		if err := m.dropMarkedCopy(ctx); err != nil {
+			return err
+		}
+		if err := m.copyDDL(ctx); err != nil {
+			return err
+		}
+	}
+	f.state = fastNative
 	script, err := m.dumpSchema(ctx, "--section=post-data")
 	if err != nil {
 		return err
@@ -181,8 +197,10 @@ func (f *fastCopy) fallBack(ctx context.Context, m *move, why string) error {
 func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 	switch f.state {
 	case fastNative:
+		m.verifySkipped("the native copy has no snapshot to compare with (the fast copy could not run)")
 		return m.waitSubscriptionReady(ctx)
 	case fastResumed:
+		m.verifySkipped("the copy was resumed from an earlier run, whose snapshot ended with it")
 		// A subscription found at preflight: an earlier run's, maybe not
 		// streaming yet if that run ended just after creating it.
 		if err := m.waitSubscriptionReady(ctx); err != nil {
@@ -196,20 +214,44 @@ func (f *fastCopy) WaitCopied(ctx context.Context, m *move) error {
 		parts = fmt.Sprintf(" in %d parts", len(f.units))
 	}
 	began := time.Now()
-	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
-	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, func(ctx context.Context) (string, error) {
+	postData := func(ctx context.Context) (string, error) {
 		select {
 		case dumped := <-f.dump:
 			return dumped.script, dumped.err
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
-	})
+	}
+	var replaced []verifyChunk
+	if f.resume {
+		script, chunks, err := f.continueCopy(ctx, m)
+		if err != nil {
+			return err
+		}
+		replaced = chunks
+		postData = func(context.Context) (string, error) { return script, nil }
+	}
+	m.subPhase(ctx, "copy", fmt.Sprintf("copying %d tables%s, %d at a time, from the slot's snapshot; a table's indexes are built once its rows are in", len(f.plan), parts, len(f.workers)))
+	err := m.runBackfill(ctx, f.workers, f.plan, f.units, m.opts.CopyWorkers, postData)
 	if err != nil {
 		return err
 	}
 	if err := fault.Point(ctx, "move.backfill.indexed"); err != nil {
 		return err
+	}
+	switch {
+	case m.verifiesCopy() && f.resume:
+		chunks, err := m.gateChunks(ctx, f, replaced)
+		if err != nil {
+			return m.interrupted(ctx, err)
+		}
+		if err := m.verifyChunks(ctx, f.workers, len(f.plan), chunks); err != nil {
+			return err
+		}
+	case m.verifiesCopy():
+		if err := m.verifyCopy(ctx, f.workers, f.plan); err != nil {
+			return err
+		}
 	}
 	f.Release()
 	m.subPhase(ctx, "subscribe", fmt.Sprintf("rows, indexes and constraints in place after %v; subscribing from the end of the snapshot", time.Since(began).Round(time.Millisecond)))

@@ -73,6 +73,7 @@ func (m *move) runBackfill(ctx context.Context, workers []*copyWorker, plan []*t
 			return
 		}
 		pd := parsePostData(script)
+		pd.builds = m.pendingBuilds(pd.builds)
 		slices.SortStableFunc(pd.builds, func(a, b ddlBuild) int { return cmp.Compare(j.size(b.table), j.size(a.table)) })
 		j.mu.Lock()
 		j.pd, j.taken = &pd, make([]bool, len(pd.builds))
@@ -142,7 +143,7 @@ func (j *backfillJob) finish(workers []*copyWorker) error {
 		return m.interrupted(j.ctx, pgutil.Wrap(err, "node %s: reset the session", m.dst.Name))
 	}
 	for _, q := range j.pd.rest {
-		if _, err := conn.Exec(j.ctx, q).ReadAll(); err != nil {
+		if _, err := conn.Exec(j.ctx, q).ReadAll(); err != nil && !(m.continuing() && alreadyThere(err)) {
 			return m.interrupted(j.ctx, pgutil.Wrap(err, "node %s: %s", m.dst.Name, abbreviate(q)))
 		}
 	}
@@ -171,12 +172,15 @@ func (j *backfillJob) work(w *copyWorker) {
 				}
 			}
 		}
-		// The snapshot is no longer needed by this session.
-		if _, err := execSimple(j.ctx, w.src.Conn, "COMMIT"); err != nil {
-			j.cancel(pgutil.Wrap(err, "node %s: end a copy transaction", m.src.Name))
-			return
+		// The snapshot is no longer needed by this session, unless the
+		// verification gate compares the copy with it afterwards.
+		if !m.verifiesCopy() {
+			if _, err := execSimple(j.ctx, w.src.Conn, "COMMIT"); err != nil {
+				j.cancel(pgutil.Wrap(err, "node %s: end a copy transaction", m.src.Name))
+				return
+			}
+			w.src.Close()
 		}
-		w.src.Close()
 	}
 	conn := w.dst.Conn.PgConn()
 	lastSetup := ""

@@ -135,7 +135,7 @@ func (m *move) planCopy(ctx context.Context) (copyPlan, error) {
 }
 
 // maxRanges bounds the ranges of one table.
-const maxRanges = 64
+const maxRanges = 4096
 
 // splitTable cuts a table bigger than rangeBytes into page ranges of about
 // that size. Sources before PostgreSQL 14 cannot scan a page range (no TID

@@ -40,6 +40,9 @@ type cutoverResult struct {
 	// source's standbys must reach it before the shard is activated. ""
 	// when unknown (a resumed move reads the current position).
 	commitLSN string
+	// window: the source was fenced and kept under its name (old is then
+	// the shard's own name) for a rollback window.
+	window bool
 }
 
 // errRetry marks a cutover attempt that gave up without harm.
@@ -345,10 +348,20 @@ func (m *move) tryCutover(ctx context.Context, conn *pgutil.Node, sess session, 
 	}
 	add(activeListLock)
 	add(fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_inactive"), m.spec.Shard))
-	add("ALTER SCHEMA " + pgutil.Quote(m.schema) + " RENAME TO " + pgutil.Quote(res.old))
-	if m.opts.DeactivateSQL != "" {
-		for _, t := range m.tables {
-			add(strings.ReplaceAll(m.opts.DeactivateSQL, "$1", quoteLiteral(pgutil.Quote(res.old, t.Name))))
+	if m.windowing() {
+		// The source keeps its name for the stream back; writers blocked on
+		// the lock meet the fence instead of a missing relation. The
+		// deactivation SQL waits for the rename at the window's end.
+		res.old, res.window = m.schema, true
+		for _, s := range m.windowCutoverSQL(time.Now()) {
+			add(s)
+		}
+	} else {
+		add("ALTER SCHEMA " + pgutil.Quote(m.schema) + " RENAME TO " + pgutil.Quote(res.old))
+		if m.opts.DeactivateSQL != "" {
+			for _, t := range m.tables {
+				add(strings.ReplaceAll(m.opts.DeactivateSQL, "$1", quoteLiteral(pgutil.Quote(res.old, t.Name))))
+			}
 		}
 	}
 	endAt := add("SELECT extract(epoch FROM clock_timestamp())::text")
@@ -573,6 +586,13 @@ func (m *move) readCommitOutcome(ctx context.Context, sess session, old string) 
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return false, err
 		}
+	}
+	if old == m.schema {
+		// A windowed cutover: it committed if the source carries the mark.
+		var marked bool
+		err := n.Conn.QueryRow(ctx, `SELECT COALESCE(starts_with(obj_description(to_regnamespace($1), 'pg_namespace'), $2), false)`,
+			pgutil.Quote(m.schema), names.WindowMarkPrefix).Scan(&marked)
+		return marked, err
 	}
 	var gone, there bool
 	err = n.Conn.QueryRow(ctx, `SELECT to_regnamespace($1) IS NULL, to_regnamespace($2) IS NOT NULL`, pgutil.Quote(m.schema), pgutil.Quote(old)).Scan(&gone, &there)

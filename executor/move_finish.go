@@ -93,6 +93,9 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		if err != nil {
 			return err
 		}
+		if w, ok := names.ParseWindowMark(ptrOr(comment, "")); ok {
+			comment = w.Comment
+		}
 		cr.seqs, m.comment = seqs, comment
 	}
 	if err := m.waitStandbys(ctx, cr.commitLSN, resumed); err != nil {
@@ -106,6 +109,21 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 		stmts = append(stmts, s+fmt.Sprintf(" WHERE NOT (%s = ANY (%s()))", quoteLiteral(m.schema), pgutil.Quote(m.lib, "microsharding_active_shards_")))
 	}
 	stmts = append(stmts, m.commentSQL(m.schema))
+	if cr.window {
+		stmts = append(stmts, m.streamStartSQL())
+	}
+	if m.spec.Rollback {
+		// The old home was fenced during its window. A rollback resumed
+		// after its commit read no table list: the fences say where they are.
+		tables := tableNames(m.tables)
+		if len(tables) == 0 {
+			var err error
+			if tables, err = m.fencedTables(ctx, m.dst); err != nil {
+				return err
+			}
+		}
+		stmts = append(stmts, unfenceSQL(m.schema, tables)...)
+	}
 	if !m.keepsInactive() {
 		stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard))
 	}
@@ -163,7 +181,13 @@ func (m *move) finish(ctx context.Context, cr cutoverResult) error {
 	if err := fault.Point(ctx, "move.finish.end"); err != nil {
 		return err
 	}
-	return m.cleanupArtifacts(ctx)
+	if err := m.cleanupArtifacts(ctx); err != nil {
+		return err
+	}
+	if cr.window {
+		return m.openWindow(ctx)
+	}
+	return nil
 }
 
 // restoreSource gives the shard its home back on the source after an
@@ -191,13 +215,15 @@ func (m *move) restoreSource(ctx context.Context, cr cutoverResult) (bool, error
 	if active || !marked {
 		return false, fmt.Errorf("node %s shows %s active or no longer marked as a copy, so the activation may have taken effect", m.dst.Name, m.schema)
 	}
-	_, err = execSimple(rctx, m.src.Conn, strings.Join([]string{
-		"BEGIN",
-		activeListLock,
-		"ALTER SCHEMA " + pgutil.Quote(cr.old) + " RENAME TO " + pgutil.Quote(m.schema),
-		fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard),
-		"COMMIT",
-	}, ";\n"))
+	stmts := []string{"BEGIN", activeListLock}
+	if cr.window {
+		stmts = append(stmts, unfenceSQL(m.schema, tableNames(m.tables))...)
+		stmts = append(stmts, m.commentSQL(m.schema))
+	} else {
+		stmts = append(stmts, "ALTER SCHEMA "+pgutil.Quote(cr.old)+" RENAME TO "+pgutil.Quote(m.schema))
+	}
+	stmts = append(stmts, fmt.Sprintf("SELECT * FROM %s(%d)", pgutil.Quote(m.lib, "microsharding_ensure_active"), m.spec.Shard), "COMMIT")
+	_, err = execSimple(rctx, m.src.Conn, strings.Join(stmts, ";\n"))
 	if err != nil {
 		return false, pgutil.Wrap(err, "node %s: restore %s", m.src.Name, m.schema)
 	}
@@ -263,4 +289,11 @@ func (m *move) finishCopyOnly(ctx context.Context) error {
 		return err
 	}
 	return m.cleanupArtifacts(context.WithoutCancel(ctx))
+}
+
+func ptrOr(p *string, or string) string {
+	if p == nil {
+		return or
+	}
+	return *p
 }

@@ -49,6 +49,9 @@ type found struct {
 	pub, slot, sub bool
 	subEnabled     bool
 	oldSchema      string // the renamed source, when committed
+	// window: the cutover kept the source under its name, fenced, for a
+	// rollback window (oldSchema is then the shard's own name).
+	window bool
 }
 
 func (f found) hasArtifacts() bool { return f.pub || f.slot || f.sub }
@@ -166,6 +169,40 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	f.dstHas, f.dstActive = dst.schema, slices.Contains(dst.active, m.schema)
 	f.dstMarked = dst.comment != nil && names.IsCopyMark(*dst.comment)
 	m.comment = src.comment
+	srcWindow, srcInWindow := names.ParseWindowMark(ptrOr(src.comment, ""))
+	dstWindow, dstInWindow := names.ParseWindowMark(ptrOr(dst.comment, ""))
+	switch {
+	case m.spec.Rollback && dstInWindow:
+		// The old home's fenced source is the rollback's streaming copy.
+		if dstWindow.To != m.spec.From.Name {
+			m.event(PhasePreflight, EventWarning, fmt.Sprintf("the rollback window of %s on %s names %s as the shard's new home, not %s", m.schema, m.dst.Name, dstWindow.To, m.spec.From.Name))
+		}
+		f.dstMarked = true
+	case m.spec.Rollback && !(f.dstActive && !f.srcHas):
+		return f, fmt.Errorf("%s on %s has no open rollback window: nothing to roll back to (a window opens when a move runs with a rollback window, and closes when it expires or is closed)", m.schema, m.dst.Name)
+	case srcInWindow && f.srcHas:
+		// A windowed cutover committed: the source stays under its name.
+		f.window, f.oldSchema = true, m.schema
+		if err := m.readArtifacts(ctx, &f); err != nil {
+			return f, err
+		}
+		switch {
+		case f.dstActive:
+			f.situation = situationDone
+		case f.dstHas && f.dstMarked:
+			f.situation = situationCommitted
+		default:
+			return f, fmt.Errorf("%s on %s is in the rollback window of a move to %s, but %s does not serve it and holds no copy of it: check both nodes", m.schema, m.src.Name, srcWindow.To, m.dst.Name)
+		}
+		return f, m.readSourceObjects(ctx)
+	case dstInWindow || srcInWindow:
+		w, on := dstWindow, m.dst.Name
+		if srcInWindow {
+			w, on = srcWindow, m.src.Name
+		}
+		return f, fmt.Errorf("%s on %s is in the rollback window of its move to %s (open until %s): roll back with pgms rollback --shard=%d, or close the window (pgms rollback --shard=%d --close) before moving it",
+			m.schema, on, w.To, w.Until.Format("2006-01-02 15:04:05 UTC"), m.spec.Shard, m.spec.Shard)
+	}
 	if f.srcHas && src.comment != nil && names.IsCopyMark(*src.comment) {
 		return f, fmt.Errorf("%s on %s is the unfinished copy of another move (%s), not the shard's home: it cannot be a move's source; plan again to see which move it belongs to", m.schema, m.src.Name, *src.comment)
 	}
@@ -178,6 +215,20 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 	}
 	if err := m.readArtifacts(ctx, &f); err != nil {
 		return f, err
+	}
+	if f.pub && !m.spec.Rollback {
+		// A publication of this name on the source may be a rollback
+		// window's stream back to the old home: moving on would break it.
+		var comment *string
+		if err := m.src.Conn.QueryRow(ctx, "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication WHERE pubname = $1", m.pub).Scan(&comment); err != nil {
+			return f, pgutil.Wrap(err, "node %s: read publication %s", m.src.Name, m.pub)
+		}
+		if comment != nil {
+			if _, ok := names.ParseStreamMark(*comment); ok {
+				return f, fmt.Errorf("%s streams %s back to its old home for a rollback window (publication %s): roll back with pgms rollback --shard=%d, or close the window (pgms rollback --shard=%d --close) before moving it",
+					m.src.Name, m.schema, m.pub, m.spec.Shard, m.spec.Shard)
+			}
+		}
 	}
 
 	switch {
@@ -202,6 +253,8 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 		return f, fmt.Errorf("destination %s already has a schema %s (not a copy made by an unfinished move); check what it holds and drop it, or choose another destination", m.dst.Name, m.schema)
 	case f.dstHas && f.pub && f.slot && f.sub:
 		f.situation = situationCopying
+	case f.dstHas && m.spec.Rollback:
+		return f, fmt.Errorf("the rollback window's stream of %s is incomplete (%s): a rollback could lose writes, so it is refused; close the window (pgms rollback --shard=%d --close)", m.schema, f.leftBehind(m), m.spec.Shard)
 	case f.dstHas:
 		f.situation = situationStale
 	default:

@@ -77,9 +77,12 @@ type privilegeNeed struct{ what, why, fix string }
 // PrivilegeError says which privileges a role lacks on a node for its part
 // in a move, each with why and the statement (for a superuser) granting it.
 type PrivilegeError struct {
-	Node, Role, Side string
-	Major            int
-	Missing          []privilegeNeed
+	Node, Role string
+	// Side is what needs them: "the move's source", "allocating shards
+	// 5-6" …
+	Side    string
+	Major   int
+	Missing []privilegeNeed
 }
 
 func (e *PrivilegeError) Error() string {
@@ -87,7 +90,7 @@ func (e *PrivilegeError) Error() string {
 	for i, n := range e.Missing {
 		parts[i] = fmt.Sprintf("%s (%s): %s", n.what, n.why, n.fix)
 	}
-	return fmt.Sprintf("node %s (PostgreSQL %d): role %s lacks what the move's %s needs: %s; run the statements as a superuser (README, \"Least privilege\"), nothing was changed",
+	return fmt.Sprintf("node %s (PostgreSQL %d): role %s lacks what %s needs: %s; run the statements as a superuser (README, \"Least privilege\"), nothing was changed",
 		e.Node, e.Major, pgutil.Quote(e.Role), e.Side, strings.Join(parts, "; "))
 }
 
@@ -117,29 +120,67 @@ func (m *move) checkPrivileges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.windowing() {
+		w, err := m.windowNeeds(src, dst)
+		if err != nil {
+			return err
+		}
+		srcNeeds, dstNeeds = append(srcNeeds, w[0]...), append(dstNeeds, w[1]...)
+	}
 	var errs []error
 	if len(srcNeeds) > 0 {
-		errs = append(errs, &PrivilegeError{Node: m.src.Name, Role: src.name, Side: "source", Major: m.srcMajor, Missing: srcNeeds})
+		errs = append(errs, &PrivilegeError{Node: m.src.Name, Role: src.name, Side: "the move's source", Major: m.srcMajor, Missing: srcNeeds})
 	}
 	if len(dstNeeds) > 0 {
-		errs = append(errs, &PrivilegeError{Node: m.dst.Name, Role: dst.name, Side: "destination", Major: m.dstMajor, Missing: dstNeeds})
+		errs = append(errs, &PrivilegeError{Node: m.dst.Name, Role: dst.name, Side: "the move's destination", Major: m.dstMajor, Missing: dstNeeds})
 	}
 	return errors.Join(errs...)
 }
 
-// libraryNeeds: both sides change the active list.
-func (m *move) libraryNeeds(r roleFacts) []privilegeNeed {
+// windowNeeds lists what a rollback window adds, source's then
+// destination's: the stream back reverses the roles, the new home
+// publishing from a slot and the old home subscribing.
+func (m *move) windowNeeds(src, dst roleFacts) ([2][]privilegeNeed, error) {
+	var out [2][]privilegeNeed
+	why := "the rollback window's stream back"
+	if !dst.superuser && !dst.replication {
+		out[1] = append(out[1], privilegeNeed{"the REPLICATION attribute", why + " streams from a logical slot here", "ALTER ROLE " + pgutil.Quote(dst.name) + " REPLICATION"})
+	}
+	switch {
+	case src.superuser:
+	case m.srcMajor < 16:
+		out[0] = append(out[0], privilegeNeed{"superuser", "before PostgreSQL 16 only a superuser may create " + why + "'s subscription",
+			"ALTER ROLE " + pgutil.Quote(src.name) + " SUPERUSER, or move without a rollback window"})
+	default:
+		if !src.createSub {
+			out[0] = append(out[0], privilegeNeed{"the privileges of pg_create_subscription", why + "'s subscription", "GRANT pg_create_subscription TO " + pgutil.Quote(src.name)})
+		}
+		conninfo, err := serverConninfo(m.spec.To, "destination")
+		if err != nil {
+			return out, err
+		}
+		if !dsn.HasPassword(conninfo) {
+			out[0] = append(out[0], privilegeNeed{"a password in the destination's connection string", "PostgreSQL makes a subscription owned by a role that is not a superuser authenticate with a password it stores, and " + why + " connects to the destination",
+				"give the destination's dsn (or publisher_dsn) a password, and make its pg_hba.conf require one (scram-sha-256) for that role"})
+		}
+	}
+	return out, nil
+}
+
+// libraryNeeds: both sides of a move change the active list, and so do
+// allocating and activating.
+func libraryNeeds(lib string, r roleFacts) []privilegeNeed {
 	if r.superuser {
 		return nil
 	}
 	var out []privilegeNeed
 	if !r.libUsage {
-		out = append(out, privilegeNeed{"USAGE on schema " + pgutil.Quote(m.lib), "the library's functions",
-			fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", pgutil.Quote(m.lib), pgutil.Quote(r.name))})
+		out = append(out, privilegeNeed{"USAGE on schema " + pgutil.Quote(lib), "the library's functions",
+			fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", pgutil.Quote(lib), pgutil.Quote(r.name))})
 	}
 	if !r.libOwner {
 		out = append(out, privilegeNeed{"ownership of the library's functions", "activating and deactivating a shard re-create the active list, which only their owner may",
-			fmt.Sprintf("install the library as this role (pgms install), or GRANT the role that owns %s TO %s", pgutil.Quote(m.lib), pgutil.Quote(r.name))})
+			fmt.Sprintf("install the library as this role (pgms install), or GRANT the role that owns %s TO %s", pgutil.Quote(lib), pgutil.Quote(r.name))})
 	}
 	return out
 }
@@ -167,7 +208,7 @@ func (m *move) sourceNeeds(ctx context.Context, r roleFacts) ([]privilegeNeed, [
 	if err != nil {
 		return nil, nil, pgutil.Wrap(err, "node %s: read the owners of %s", m.src.Name, m.schema)
 	}
-	out := m.libraryNeeds(r)
+	out := libraryNeeds(m.lib, r)
 	if !r.superuser {
 		role := pgutil.Quote(r.name)
 		if !r.replication {
@@ -230,7 +271,7 @@ func (m *move) publisherRoleNeeds(ctx context.Context, r roleFacts) ([]privilege
 
 // destinationNeeds lists what the destination's role lacks.
 func (m *move) destinationNeeds(ctx context.Context, r roleFacts, owners []string) ([]privilegeNeed, error) {
-	out := m.libraryNeeds(r)
+	out := libraryNeeds(m.lib, r)
 	role := pgutil.Quote(r.name)
 	if !r.superuser && !r.createDB {
 		why := "the shard's schema"

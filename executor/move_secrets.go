@@ -29,26 +29,27 @@ var quietSettings = []struct{ name, value string }{
 }
 
 // withoutStatementLog runs run, which sends a statement holding conninfo
-// on the destination's session, with the settings above turned off when
-// conninfo holds a password and the role may change them; they are reset
-// afterwards.
-func (m *move) withoutStatementLog(ctx context.Context, conninfo string, run func() error) error {
+// on node n's session (the destination's for a move's subscription, the
+// old home's for a rollback window's), with the settings above turned off
+// when conninfo holds a password and the role may change them; they are
+// reset afterwards.
+func withoutStatementLog(ctx context.Context, n *pgutil.Node, major int, conninfo string, run func() error) error {
 	if !dsn.HasPassword(conninfo) {
 		return run()
 	}
-	conn := m.dst.Conn
+	conn := n.Conn
 	type saved struct{ name, value string }
 	var restore []saved
 	for _, s := range quietSettings {
 		var ok bool
 		q := `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)
 			AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)`
-		if m.dstMajor >= 15 {
+		if major >= 15 {
 			q = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)
 				AND ((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) OR pg_catalog.has_parameter_privilege($1, 'SET'))`
 		}
 		if err := conn.QueryRow(ctx, q, s.name).Scan(&ok); err != nil {
-			return pgutil.Wrap(err, "node %s: read setting %s", m.dst.Name, s.name)
+			return pgutil.Wrap(err, "node %s: read setting %s", n.Name, s.name)
 		}
 		if !ok {
 			continue
@@ -57,13 +58,13 @@ func (m *move) withoutStatementLog(ctx context.Context, conninfo string, run fun
 		// message as it arrives.
 		var before string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1), pg_catalog.set_config($1, $2, false)", s.name, s.value).Scan(&before, new(string)); err != nil {
-			return pgutil.Wrap(err, "node %s: set %s for the subscription's statement", m.dst.Name, s.name)
+			return pgutil.Wrap(err, "node %s: set %s for the subscription's statement", n.Name, s.name)
 		}
 		restore = append(restore, saved{s.name, before})
 	}
 	err := run()
 	for _, s := range restore {
-		// The session is the move's claim: it goes on serving the move,
+		// The session is a move's claim: it goes on serving the move,
 		// with the settings it had.
 		conn.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, false)", s.name, s.value) //nolint:errcheck // a broken session ends, and its settings with it
 	}

@@ -30,7 +30,13 @@ func (m *move) undo(ctx context.Context) error {
 		if err := m.dropSubscription(ctx); err != nil {
 			return err
 		}
-		return m.dropMarkedCopy(ctx)
+		if err := m.dropMarkedCopy(ctx); err != nil {
+			return err
+		}
+		if m.spec.Rollback {
+			return nil
+		}
+		return m.dropWindowPrep(ctx)
 	})
 	if errors.Is(dstErr, state.ErrClaimLost) {
 		return dstErr

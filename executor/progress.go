@@ -25,6 +25,7 @@ const (
 	PhaseCutover   Phase = "cutover"
 	PhaseFinish    Phase = "finish"  // sequences and activation on the destination
 	PhaseCleanup   Phase = "cleanup" // dropping subscription, slot, publication
+	PhaseWindow    Phase = "window"  // the rollback window's reverse stream
 	PhaseUndo      Phase = "undo"
 	PhaseDone      Phase = "done"
 )

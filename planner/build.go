@@ -377,12 +377,20 @@ func (b *planBuilder) placeShard(n int, desired map[int]config.ShardRange, remov
 	// A copy is the destination of a move that did not finish: pgms's
 	// (marked by its schema comment) or pg-microsharding's (inactive, with
 	// its subscription beside it). The other presences are homes.
-	var homes, copies []presence
+	var homes, copies, windows []presence
 	for _, p := range live {
-		if p.shard.Copy || b.referenceCopy(n, p) {
+		switch {
+		case p.shard.Window != nil && !p.shard.Active:
+			windows = append(windows, p)
+		case p.shard.Copy || b.referenceCopy(n, p):
 			copies = append(copies, p)
-		} else {
+		default:
 			homes = append(homes, p)
+		}
+	}
+	for _, w := range windows {
+		if !b.window(n, r, w, homes, copies) {
+			return
 		}
 	}
 	switch {
@@ -462,6 +470,61 @@ func (b *planBuilder) placeShard(n int, desired map[int]config.ShardRange, remov
 	}
 }
 
+// window accounts for a move source in its rollback window; it reports
+// whether the shard's other presences are then placed as usual. The
+// window's replication objects are its own, never cleanup's. A move of
+// the shard elsewhere is refused while the window is open: its new home
+// streams it back under the names the move would use.
+func (b *planBuilder) window(n int, r config.ShardRange, w presence, homes, copies []presence) bool {
+	shard := n
+	mark := w.shard.Window
+	switch {
+	case len(homes) == 0 && len(copies) == 1:
+		// The windowed cutover committed; the move is finished first.
+		return true
+	case len(homes) != 1 || !homes[0].shard.Active || homes[0].node.Name != mark.To && homes[0].node.Addr != mark.To:
+		b.errorf(w.node.Name, &shard, "", fmt.Sprintf("shard %d on %s is in a rollback window, but %s does not serve it", n, w.node.Name, mark.To),
+			"%s on %s is fenced for the rollback window of its move to %s, which should serve the shard: a rollback may have committed without finishing. Run pgms rollback --shard=%d to finish it, then plan again.",
+			w.shard.Schema, w.node.Name, mark.To, n)
+		return false
+	}
+	home := homes[0]
+	win := Window{Shard: n, Schema: w.shard.Schema, Node: w.node.Name, To: home.node.Name, Since: mark.Since, Until: mark.Until,
+		Expired: !b.in.Now.Before(mark.Until)}
+	streaming := false
+	for _, a := range b.artifacts[n] {
+		b.owned[a.node.Name+"\x00"+a.l.Name] = true
+		switch {
+		case a.node.Name == home.node.Name && a.l.Kind == state.LeftoverSlot:
+			win.RetainedBytes = a.l.RetainedBytes
+		case a.node.Name == w.node.Name && a.l.Kind == state.LeftoverSubscription:
+			streaming = true
+		}
+	}
+	b.plan.Windows = append(b.plan.Windows, win)
+	if keep := home.node.MaxSlotWalKeepSize; win.RetainedBytes > 1<<30 || keep > 0 && win.RetainedBytes > keep/2 {
+		b.warnf(home.node.Name, &shard, fmt.Sprintf("the rollback window of shard %d retains %s of WAL on %s", n, units.FormatBytes(float64(win.RetainedBytes)), home.node.Name),
+			"The stream back to %s has not confirmed that WAL (is %s reachable from %s, and its subscription running?). It grows until the window closes; close it early with pgms rollback --shard=%d --close if the disk of %s is at risk.",
+			w.node.Name, home.node.Name, w.node.Name, n, home.node.Name)
+	}
+	if home.node.Name != r.Node {
+		b.errorf(home.node.Name, &shard, config.Pos(r.DeclRange), fmt.Sprintf("shard %d is in its rollback window (until %s): it cannot move to %s yet", n, mark.Until.UTC().Format("2006-01-02 15:04:05 UTC"), r.Node),
+			"Its old home %s is kept current from %s so that pgms rollback --shard=%d can switch back. Roll back, or close the window first (pgms rollback --shard=%d --close; pgms cleanup closes it once past), then plan again.",
+			w.node.Name, home.node.Name, n, n)
+		return false
+	}
+	switch {
+	case win.Expired:
+		b.plan.Steps = append(b.plan.Steps, Step{Kind: StepCleanup, Node: w.node.Name, From: home.node.Name, Object: w.shard.Schema, ObjectKind: "window",
+			Shards: &Range{n, n}, Schemas: []string{w.shard.Schema},
+			Reason: fmt.Sprintf("the rollback window of shard %d ended at %s: the stream back from %s is dropped and %s is renamed, kept for cleanup_after", n, mark.Until.UTC().Format("2006-01-02 15:04:05 UTC"), home.node.Name, w.shard.Schema)})
+	case !streaming:
+		b.addMove(n, w.node.Name, r, true, fmt.Sprintf("the move of shard %d from %s to %s committed, but its rollback window's stream back is not set up yet", n, w.node.Name, home.node.Name))
+		return false
+	}
+	return true
+}
+
 // referenceCopy reports whether a presence is the destination of a move
 // pg-microsharding left half-done: inactive, unmarked, with that tool's
 // subscription for the shard on the same node.
@@ -534,6 +597,9 @@ func (b *planBuilder) addMove(n int, from string, r config.ShardRange, resume bo
 	}
 	step := Step{Kind: StepMove, From: from, To: r.Node, Shards: &Range{n, n}, Schemas: []string{b.in.Desired.SchemaName(n)},
 		Activate: r.Active, Resume: resume, Bytes: bytes, Source: config.Pos(r.DeclRange), Reason: reason}
+	if !resume {
+		step.Verify = b.in.Desired.VerifyLevel()
+	}
 	b.moves = append(b.moves, step)
 	b.movesBySrc[from]++
 	if resume {
@@ -842,6 +908,8 @@ func (b *planBuilder) finish() {
 
 func cleanupOrder(s Step) int {
 	switch s.ObjectKind {
+	case "window":
+		return -1
 	case "subscription":
 		return 0
 	case "slot":

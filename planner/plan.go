@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"time"
 )
 
 // FormatVersion is the version of the plan's JSON form (pgms plan
@@ -89,6 +90,9 @@ type Step struct {
 	Code string `json:"code,omitempty"`
 	// NodeID is, for a retire step, the pgms id of the node retired.
 	NodeID string `json:"node_id,omitempty"`
+	// Verify is, for a move, the level of the gate that compares the copy
+	// with the source before the switch (the files' verify).
+	Verify string `json:"verify,omitempty"`
 }
 
 // Symbol is the one-character mark of a step in the text plan.
@@ -152,6 +156,25 @@ type Drain struct {
 	Source string `json:"source,omitempty"` // where drain = true is set
 }
 
+// Window is a moved shard in its rollback window: its old home keeps a
+// fenced copy, kept current by a stream from its new home, so that pgms
+// rollback can switch back until Until.
+type Window struct {
+	Shard  int    `json:"shard"`
+	Schema string `json:"schema"`
+	// Node is the old home, holding the fenced copy; To the new home,
+	// which serves the shard and streams it back.
+	Node  string    `json:"node"`
+	To    string    `json:"to"`
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// RetainedBytes is the WAL the stream's slot on To holds back: the
+	// reverse stream's lag and its cost on that node's disk.
+	RetainedBytes int64 `json:"retained_bytes"`
+	// Expired: Until has passed; cleanup closes the window.
+	Expired bool `json:"expired,omitempty"`
+}
+
 // RunInfo describes the run holding the run lock while the plan was made.
 type RunInfo struct {
 	Holder string `json:"holder"`
@@ -200,6 +223,8 @@ type Plan struct {
 	Running    *RunInfo     `json:"running,omitempty"`
 	// Drains lists drained nodes that still hold shards placed on them.
 	Drains []Drain `json:"drains,omitempty"`
+	// Windows lists the rollback windows open.
+	Windows []Window `json:"windows,omitempty"`
 	// Kept lists leftovers that stay because they are within retention.
 	Kept     []Step    `json:"kept,omitempty"`
 	Errors   []Problem `json:"errors,omitempty"`

@@ -14,6 +14,7 @@ import (
 	"github.com/pgms-dev/pgms/config"
 	"github.com/pgms-dev/pgms/internal/golden"
 	"github.com/pgms-dev/pgms/internal/jsonschema"
+	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -94,6 +95,21 @@ func cluster(nodes ...*liveNode) *state.Cluster {
 		c.Nodes = append(c.Nodes, n.s)
 	}
 	return c
+}
+
+// windowCluster is shard 7 moved from a to c at since with a one-hour
+// rollback window; streaming says whether a already subscribes.
+func windowCluster(since time.Time, streaming bool) *state.Cluster {
+	a := node("a").shards(7, 7, false).with(func(s *state.NodeState) {
+		s.Shards[0].Window = &names.Window{Schema: "sh0007", To: "c", Since: since, Until: since.Add(time.Hour)}
+	})
+	if streaming {
+		a.leftover(state.Leftover{Kind: state.LeftoverSubscription, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7, Active: true, Slot: "pgms_move_sh0007_16384"})
+	}
+	return cluster(a, node("b"),
+		node("c").shards(7, 7, true).
+			leftover(state.Leftover{Kind: state.LeftoverSlot, Name: "pgms_move_sh0007_16384", Schema: "sh0007", Shard: 7, Active: streaming, RetainedBytes: 3 << 20}).
+			leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}))
 }
 
 type scenario struct {
@@ -238,6 +254,46 @@ shards "5-6" {
 			check: func(t *testing.T, p *Plan) {
 				if p.Summary.Cleanup != 6 || len(p.Kept) != 2 {
 					t.Errorf("cleanup %+v, kept %d, warnings %d", p.Summary, len(p.Kept), len(p.Warnings))
+				}
+			},
+		},
+		{
+			name: "rollback_window_open",
+			hcl:  threeNodes + `shards "7" { node = "c" }`,
+			live: windowCluster(time.Date(2026, 11, 25, 11, 30, 0, 0, time.UTC), true),
+			check: func(t *testing.T, p *Plan) {
+				if p.HasChanges() || len(p.Windows) != 1 || p.Windows[0].Node != "a" || p.Windows[0].To != "c" || p.Windows[0].RetainedBytes != 3<<20 || len(p.Kept) != 0 {
+					t.Errorf("steps %+v, windows %+v, kept %+v", p.Steps, p.Windows, p.Kept)
+				}
+			},
+		},
+		{
+			name: "rollback_window_expired",
+			hcl:  threeNodes + `shards "7" { node = "c" }`,
+			live: windowCluster(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), true),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 1 || p.Steps[0].ObjectKind != "window" || p.Steps[0].Node != "a" || p.Steps[0].From != "c" || !p.Windows[0].Expired {
+					t.Errorf("steps %+v, windows %+v", p.Steps, p.Windows)
+				}
+			},
+		},
+		{
+			name: "error_move_during_rollback_window",
+			hcl:  threeNodes + `shards "7" { node = "b" }`,
+			live: windowCluster(time.Date(2026, 11, 25, 11, 30, 0, 0, time.UTC), true),
+			check: func(t *testing.T, p *Plan) {
+				if !p.HasErrors() || !strings.Contains(p.Errors[0].Summary, "rollback window") {
+					t.Errorf("errors %+v", p.Errors)
+				}
+			},
+		},
+		{
+			name: "rollback_window_stream_missing",
+			hcl:  threeNodes + `shards "7" { node = "c" }`,
+			live: windowCluster(time.Date(2026, 11, 25, 11, 30, 0, 0, time.UTC), false),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 1 || p.Steps[0].Kind != StepMove || !p.Steps[0].Resume || p.Steps[0].From != "a" {
+					t.Errorf("steps %+v", p.Steps)
 				}
 			},
 		},

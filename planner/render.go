@@ -74,7 +74,7 @@ func Headline(s Step) string {
 		if s.Resume && s.Bytes == 0 {
 			size = "" // the source is renamed already; its size was not read
 		}
-		return fmt.Sprintf("%s %s from %s to %s%s%s", verb, shardsLabel(s), s.From, s.To, size, then)
+		return fmt.Sprintf("%s %s from %s to %s%s%s%s", verb, shardsLabel(s), s.From, s.To, size, then, verifyLabel(s.Verify))
 	case StepCleanup:
 		size := ""
 		switch {
@@ -82,6 +82,9 @@ func Headline(s Step) string {
 			size = fmt.Sprintf(", retaining %s of WAL", units.FormatBytes(float64(s.Bytes)))
 		case s.Bytes > 0:
 			size = ", " + units.FormatBytes(float64(s.Bytes))
+		}
+		if s.ObjectKind == "window" {
+			return fmt.Sprintf("close the rollback window of %s on %s (stream from %s dropped, %s renamed)", shardsLabel(s), s.Node, s.From, s.Object)
 		}
 		return fmt.Sprintf("drop %s %s on %s%s", s.ObjectKind, s.Object, s.Node, size)
 	case StepDrop:
@@ -274,6 +277,18 @@ func writeExtras(b *strings.Builder, p *Plan) {
 				what = "claimed"
 			}
 			fmt.Fprintf(b, "  shard %d on %s: %s, by %s\n", ip.Shard, ip.Node, what, ip.Holder)
+		}
+		b.WriteString("\n")
+	}
+	if len(p.Windows) > 0 {
+		b.WriteString("Rollback windows (pgms rollback --shard=N switches back):\n")
+		for _, w := range p.Windows {
+			state := "open until"
+			if w.Expired {
+				state = "ended at"
+			}
+			fmt.Fprintf(b, "  shard %d (%s) moved %s → %s at %s, %s %s; the stream back retains %s\n", w.Shard, w.Schema, w.Node, w.To,
+				w.Since.UTC().Format("2006-01-02 15:04:05"), state, w.Until.UTC().Format("2006-01-02 15:04:05 UTC"), units.FormatBytes(float64(w.RetainedBytes)))
 		}
 		b.WriteString("\n")
 	}
@@ -482,4 +497,16 @@ func (JSON) Render(w io.Writer, p *Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
+}
+
+// verifyLabel shows a move's verification level; a plan file written
+// before the field existed has none.
+func verifyLabel(level string) string {
+	switch level {
+	case "":
+		return ""
+	case "off":
+		return ", not verified"
+	}
+	return ", verify " + level
 }

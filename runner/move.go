@@ -32,11 +32,23 @@ type MoveRequest struct {
 // the loss of its lock fails with an error that wraps state.ErrLockLost
 // and executor.ErrInterrupted.
 func Move(ctx context.Context, req MoveRequest) (executor.MoveResult, error) {
+	var res executor.MoveResult
+	err := asRun(ctx, req, func(ctx context.Context, journal *state.Journal) error {
+		var err error
+		res, err = executor.Move(ctx, req.Spec, journal, req.Reporter)
+		return err
+	})
+	return res, err
+}
+
+// asRun runs do as a run of its own: under the run lock of the state
+// node, recorded in its journal.
+func asRun(ctx context.Context, req MoveRequest, do func(context.Context, *state.Journal) error) error {
 	spec := req.Spec
 	lock, takeover, err := state.AcquireRunLock(ctx, req.StateDSN, spec.LibrarySchema, spec.Who,
 		state.LockOptions{Wait: req.LockTimeout, OnWait: req.OnLockWait})
 	if err != nil {
-		return executor.MoveResult{}, err
+		return err
 	}
 	defer lock.Release(context.WithoutCancel(ctx)) //nolint:errcheck // the session end releases it anyway
 	if takeover != nil && req.OnTakeover != nil {
@@ -46,15 +58,15 @@ func Move(ctx context.Context, req MoveRequest) (executor.MoveResult, error) {
 	defer cancel(nil)
 	journal, err := state.OpenJournal(ctx, req.StateDSN, spec.LibrarySchema)
 	if err != nil {
-		return executor.MoveResult{}, err
+		return err
 	}
 	defer journal.Close(context.WithoutCancel(ctx))
 	runID, err := journal.BeginRun(ctx, spec.Who)
 	if err != nil {
-		return executor.MoveResult{}, err
+		return err
 	}
 	lock.SetRun(ctx, runID)
-	res, err := executor.Move(ctx, spec, journal, req.Reporter)
+	err = do(ctx, journal)
 	outcome := state.OutcomeSucceeded
 	switch {
 	case errors.Is(err, executor.ErrInterrupted):
@@ -66,5 +78,5 @@ func Move(ctx context.Context, req MoveRequest) (executor.MoveResult, error) {
 	if jerr := journal.EndRun(context.WithoutCancel(ctx), outcome, err); jerr != nil && req.OnJournalError != nil {
 		req.OnJournalError(jerr)
 	}
-	return res, err
+	return err
 }

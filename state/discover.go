@@ -137,6 +137,10 @@ type ShardState struct {
 	// says so); CopyFrom is the source the mark names.
 	Copy     bool
 	CopyFrom string
+	// Window is set when the schema is a move source in its rollback
+	// window (its comment says so): inactive, fenced, streamed to from the
+	// node the shard moved to.
+	Window *names.Window
 }
 
 // Node returns the node named name, or nil.
@@ -340,6 +344,9 @@ func readNode(ctx context.Context, conn *pgx.Conn, n *NodeState, opts RefreshOpt
 				Tables: s.tables, Bytes: s.bytes, TablesWithoutKey: s.withoutKey,
 			}
 			st.CopyFrom, st.Copy = names.ParseCopyMark(s.comment)
+			if w, ok := names.ParseWindowMark(s.comment); ok {
+				st.Window = &w
+			}
 			n.Shards = append(n.Shards, st)
 			if st.Copy {
 				n.Leftovers = append(n.Leftovers, Leftover{Kind: LeftoverCopy, Name: s.name, Schema: s.name, Shard: shard, Tool: ToolPGMS, Bytes: s.bytes})

@@ -72,11 +72,16 @@ CREATE TABLE IF NOT EXISTS %[1]s.pgms_lock (
 ALTER TABLE %[1]s.pgms_steps ADD COLUMN IF NOT EXISTS blocked_ms double precision;
 ALTER TABLE %[1]s.pgms_runs ADD COLUMN IF NOT EXISTS pgms_version text NOT NULL DEFAULT '';
 ALTER TABLE %[1]s.pgms_runs ADD COLUMN IF NOT EXISTS ci_run text NOT NULL DEFAULT '';
+ALTER TABLE %[1]s.pgms_steps ADD COLUMN IF NOT EXISTS verify text;
 `
 
-// journalNewestColumn is the column the latest journal DDL added: its
-// presence says the tables are up to date.
-const journalNewestColumn = "ci_run"
+// journalNewestColumn is the column of pgms_runs the latest journal DDL
+// added to that table, journalNewestStepColumn the one of pgms_steps; the
+// latter comes last, so its presence says the tables are up to date.
+const (
+	journalNewestColumn     = "ci_run"
+	journalNewestStepColumn = "verify"
+)
 
 // journalDDLLock serialises the CREATE TABLE IF NOT EXISTS of concurrent
 // first runs, which would otherwise race on the catalog.
@@ -171,7 +176,7 @@ func ensureJournalTables(ctx context.Context, conn *pgx.Conn, node, schema strin
 	}
 	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
 		  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($3) AND attname = $4 AND NOT attisdropped)`,
-		pgutil.Quote(schema, "pgms_lock"), pgutil.Quote(schema, "pgms_steps"), pgutil.Quote(schema, "pgms_runs"), journalNewestColumn).Scan(&exists); err != nil {
+		pgutil.Quote(schema, "pgms_lock"), pgutil.Quote(schema, "pgms_runs"), pgutil.Quote(schema, "pgms_steps"), journalNewestStepColumn).Scan(&exists); err != nil {
 		return pgutil.Wrap(err, "state node %s: look for the journal tables", node)
 	}
 	if exists {
@@ -306,6 +311,9 @@ type StepState struct {
 	// cutover attempt: the wait for the table locks (writers queue behind
 	// a waiting lock request) plus the time the locks were held.
 	Blocked time.Duration
+	// Verify is the verification gate's outcome, one line ("" before it
+	// ran, or when it is off).
+	Verify string
 }
 
 // Step is a step being recorded. A nil *Step records nothing.
@@ -372,9 +380,9 @@ func (s *Step) write(ctx context.Context, st StepState, outcome Outcome, stepErr
 		  finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END,
 		  bytes = $4, total_bytes = $5, rows = $6, tables = COALESCE($7::jsonb, tables), lag_bytes = $8,
 		  retries = $9, backfill_ms = $10, pause_ms = $11, core_ms = $12, total_ms = $13,
-		  error = $14, blocked_ms = $15
+		  error = $14, blocked_ms = $15, verify = NULLIF($16, '')
 		WHERE id = $1`,
 		s.id, st.Phase, string(outcome), st.Bytes, st.TotalBytes, st.Rows, tables, st.LagBytes,
-		st.Retries, ms(st.Backfill), ms(st.Pause), ms(st.Core), ms(st.Total), errText(stepErr), ms(st.Blocked))
+		st.Retries, ms(st.Backfill), ms(st.Pause), ms(st.Core), ms(st.Total), errText(stepErr), ms(st.Blocked), st.Verify)
 	return pgutil.Wrap(err, "state node %s: record step", s.j.node)
 }

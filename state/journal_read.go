@@ -55,7 +55,9 @@ type StepRow struct {
 	// BlockedMS is the longest time writers were blocked by a cutover
 	// attempt (lock wait plus time under the lock).
 	BlockedMS *float64 `json:"writers_blocked_ms,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	// Verify is the verification gate's outcome (see executor.VerifyResult).
+	Verify string `json:"verify,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // ReadRuns returns the last limit runs, newest first, with their steps. A
@@ -70,14 +72,20 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 		return nil, nil
 	}
 	// A journal written by an older pgms lacks the newer columns.
-	var current bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`,
-		pgutil.Quote(librarySchema, "pgms_runs"), journalNewestColumn).Scan(&current); err != nil {
+	var current, verify bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped),
+		  EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($3) AND attname = $4 AND NOT attisdropped)`,
+		pgutil.Quote(librarySchema, "pgms_runs"), journalNewestColumn, pgutil.Quote(librarySchema, "pgms_steps"), journalNewestStepColumn).Scan(&current, &verify); err != nil {
 		return nil, pgutil.Wrap(err, "look for the journal")
 	}
 	newer, newerStep := "pgms_version, ci_run", "blocked_ms"
 	if !current {
 		newer, newerStep = "''::text, ''::text", "NULL::float8"
+	}
+	if verify {
+		newerStep += ", COALESCE(verify, '')"
+	} else {
+		newerStep += ", ''::text"
 	}
 	rows, err := q.Query(ctx, `SELECT id, command, args, host, pid, os_user, started_at, finished_at, outcome, COALESCE(error, ''), `+newer+`
 		FROM `+pgutil.Quote(librarySchema, "pgms_runs")+` ORDER BY id DESC LIMIT $1`, limit)
@@ -121,7 +129,7 @@ func ReadRuns(ctx context.Context, q Querier, librarySchema string, limit int) (
 		var tables []byte
 		if err := rows.Scan(&run, &s.ID, &s.Kind, &s.Shard, &s.Schema, &s.Source, &s.Destination, &s.Strategy, &s.Phase, &outcome,
 			&s.Started, &s.Updated, &s.Finished, &s.Bytes, &s.TotalBytes, &s.Rows, &tables, &s.LagBytes, &s.Retries,
-			&s.BackfillMS, &s.PauseMS, &s.CoreMS, &s.TotalMS, &s.Error, &s.BlockedMS); err != nil {
+			&s.BackfillMS, &s.PauseMS, &s.CoreMS, &s.TotalMS, &s.Error, &s.BlockedMS, &s.Verify); err != nil {
 			return nil, err
 		}
 		s.Outcome = Outcome(outcome)

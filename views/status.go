@@ -11,6 +11,7 @@ import (
 	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/units"
 	"github.com/pgms-dev/pgms/internal/words"
+	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -22,6 +23,9 @@ type Status struct {
 	Lock      state.LockStatus `json:"lock"`
 	// Runs are the last runs, newest first.
 	Runs []state.Run `json:"runs"`
+	// Windows are the rollback windows open on the topology's nodes (read
+	// only with the topology files).
+	Windows []planner.Window `json:"windows,omitempty"`
 	// Now dates running steps in the text ("updated 2s ago").
 	Now time.Time `json:"-"`
 }
@@ -46,6 +50,17 @@ func (v *Status) text(w io.Writer) error {
 		fmt.Fprintf(&b, "Lock: free, but a stale holder row remains: %s; that run is gone (pgms force-unlock clears the row; the next run replaces it anyway)\n", v.Lock.Holder)
 	default:
 		b.WriteString("Lock: free\n")
+	}
+	if len(v.Windows) > 0 {
+		b.WriteString("\nRollback windows (pgms rollback --shard=N switches back):\n")
+		for _, win := range v.Windows {
+			state := "open until"
+			if win.Expired {
+				state = "ended at"
+			}
+			fmt.Fprintf(&b, "  shard %d (%s) moved %s → %s at %s, %s %s; the stream back retains %s\n", win.Shard, win.Schema, win.Node, win.To,
+				win.Since.UTC().Format("2006-01-02 15:04:05"), state, win.Until.UTC().Format("2006-01-02 15:04:05 UTC"), units.FormatBytes(float64(win.RetainedBytes)))
+		}
 	}
 	if len(v.Runs) == 0 {
 		b.WriteString("\nNo runs recorded.\n")
@@ -113,6 +128,9 @@ func writeJournalStep(b *strings.Builder, s state.StepRow, now time.Time) {
 			fmt.Fprintf(b, " in %s (%s/s)", d.Round(time.Millisecond), units.FormatBytes(float64(s.Bytes)/d.Seconds()))
 		}
 		b.WriteString("\n")
+	}
+	if s.Verify != "" {
+		fmt.Fprintf(b, "    %s\n", s.Verify)
 	}
 	if s.LagBytes != nil && s.Outcome == state.OutcomeRunning {
 		fmt.Fprintf(b, "    replication lag %s\n", units.FormatBytes(float64(*s.LagBytes)))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgms-dev/pgms/internal/golden"
+	"github.com/pgms-dev/pgms/planner"
 	"github.com/pgms-dev/pgms/state"
 )
 
@@ -82,4 +83,17 @@ func TestStatusRender(t *testing.T) {
 		golden.Check(t, filepath.Join("testdata", tc.name), b.String())
 		checkJSON(t, strings.TrimSuffix(tc.name, ".golden"), NewStatus("db1:5432/app", tc.lock, tc.runs, now))
 	}
+}
+
+// TestStatusWindows renders the rollback windows status reads from the
+// topology's nodes.
+func TestStatusWindows(t *testing.T) {
+	since := time.Date(2026, 11, 25, 11, 30, 0, 0, time.UTC)
+	s := NewStatus("db1:5432/app", state.LockStatus{}, nil, since.Add(10*time.Minute))
+	s.Windows = []planner.Window{
+		{Shard: 7, Schema: "sh0007", Node: "a", To: "c", Since: since, Until: since.Add(time.Hour), RetainedBytes: 3 << 20},
+		{Shard: 9, Schema: "sh0009", Node: "b", To: "c", Since: since.Add(-2 * time.Hour), Until: since.Add(-time.Hour), RetainedBytes: 12 << 20, Expired: true},
+	}
+	checkText(t, "status_windows", s)
+	checkJSON(t, "status_windows", s)
 }

@@ -97,11 +97,30 @@ func TestMoveReport(t *testing.T) {
 		{"move_copied", executor.MoveResult{Schema: "sh0003", NewSchema: "sh0003new", Total: 12 * time.Second,
 			Backfill: 10 * time.Second, Tables: 1, Bytes: 10 << 20, Rows: 1000}},
 		{"move_already_done", executor.MoveResult{Schema: "sh0003", AlreadyDone: true}},
+		{"move_windowed", executor.MoveResult{Schema: "sh0003", OldSchema: "sh0003", Total: 9 * time.Second,
+			Backfill: 6 * time.Second, Tables: 3, Bytes: 200 << 20, Rows: 1800000,
+			Pause: 9800 * time.Microsecond, Core: 4100 * time.Microsecond, Blocked: 13 * time.Millisecond}},
 	}
 	for _, tt := range tests {
 		m := NewMove("db1:5432/app", "db2:5432/app", tt.r)
 		checkText(t, tt.name, m)
 		checkJSON(t, tt.name, m)
+	}
+}
+
+func TestRollbackReport(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Report
+	}{
+		{"rollback_rolled_back", NewRollback(3, "sh0003", "b", "a", executor.MoveResult{Schema: "sh0003", OldSchema: "sh0003old20261125130000",
+			Resumed: true, Total: 6200 * time.Millisecond, Pause: 8800 * time.Microsecond, Core: 3100 * time.Microsecond, Blocked: 23400 * time.Microsecond, Retries: 0})},
+		{"rollback_already_done", NewRollback(3, "sh0003", "b", "a", executor.MoveResult{Schema: "sh0003", AlreadyDone: true})},
+		{"rollback_closed", NewWindowClosed(3, "sh0003", "b", "a", "sh0003old20261125130000")},
+	}
+	for _, tt := range tests {
+		checkText(t, tt.name, tt.r)
+		checkJSON(t, tt.name, tt.r)
 	}
 }
 

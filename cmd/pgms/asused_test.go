@@ -85,14 +85,47 @@ node "c" { dsn = env("PGMS_DSN_C") }
 	app := pgtest.Connect(t, dsns[0])
 	pgtest.Exec(t, app, "INSERT INTO sh0001.users (name, email) SELECT 'u' || g, g || '@x' FROM generate_series(1, 300) g")
 
+	// Grants missing for a move and an allocation stop the apply before
+	// its first step, each named with its node and the statement that
+	// grants it, and nothing changes.
+	moves := "shards \"1-2\" { node = \"c\" }\nshards \"3-4\" { node = \"a\" }\nshards \"5\" { node = \"c\" }\nshards \"6\" { node = \"b\" }\n"
+	writeTopology(t, dir, "topology.pgms.hcl", topology(moves+"shards \"7\" { node = \"b\" }\n"))
+	pgtest.Exec(t, admins[0], "ALTER ROLE pgms NOREPLICATION")
+	pgtest.Exec(t, admins[1], "REVOKE CREATE ON DATABASE "+pgx.Identifier{dbs[1].Name}.Sanitize()+" FROM pgms")
+	r := run("apply", "--config", dir, "--auto-approve")
+	for _, want := range []string{
+		"checked before the first step", "nothing was changed",
+		`node a (PostgreSQL`, `role "pgms" lacks what the move's source (moving sh0001 from a to c) needs: the REPLICATION attribute`, `ALTER ROLE "pgms" REPLICATION`,
+		`node b (PostgreSQL`, `lacks what allocating shard 7 needs: CREATE on the database`, "GRANT CREATE ON DATABASE",
+	} {
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("apply without the grants: exit %d, want %q in\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "sh0002 from a to c") {
+		t.Errorf("the missing REPLICATION is named once per node:\n%s", r.stderr)
+	}
+	t.Logf("apply without the grants:\n%s", r.stderr)
+	// With the allocation's grant back, the allocation could run, yet the
+	// move that would fail after it keeps it from running.
+	pgtest.Exec(t, admins[1], "GRANT CREATE ON DATABASE "+pgx.Identifier{dbs[1].Name}.Sanitize()+" TO pgms")
+	if r := run("apply", "--config", dir, "--auto-approve"); r.code != 1 || !strings.Contains(r.stderr, "the REPLICATION attribute") {
+		t.Errorf("apply without REPLICATION on a: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var allocated bool
+	if err := admins[1].QueryRow(ctx, "SELECT to_regnamespace('sh0007') IS NOT NULL").Scan(&allocated); err != nil || allocated {
+		t.Errorf("shard 7 allocated on b (%v) by an apply that lacked grants", err)
+	}
+	pgtest.Exec(t, admins[0], "ALTER ROLE pgms REPLICATION")
+
 	// Moves into c, from a saved plan.
-	writeTopology(t, dir, "topology.pgms.hcl", topology("shards \"1-2\" { node = \"c\" }\nshards \"3-4\" { node = \"a\" }\nshards \"5\" { node = \"c\" }\nshards \"6\" { node = \"b\" }\n"))
+	writeTopology(t, dir, "topology.pgms.hcl", topology(moves))
 	run("plan", "--config", dir, "--format", "json").must(t)
 	run("plan", "--config", dir, "--format", "markdown").must(t)
 	planFile := filepath.Join(dir, "moves.plan")
 	run("plan", "--config", dir, "--out", planFile).must(t)
 	run("show", planFile).must(t)
-	r := run("apply", planFile, "--auto-approve").must(t)
+	r = run("apply", planFile, "--auto-approve").must(t)
 	if strings.Count(r.stdout, ": write pause") != 3 {
 		t.Errorf("apply of the moves:\n%s", r.stdout)
 	}
@@ -107,8 +140,8 @@ node "c" { dsn = env("PGMS_DSN_C") }
 		t.Errorf("not converged: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	run("status", "--config", dir).must(t)
-	run("status", "--config", dir, "--json").must(t)
-	run("list", "--dsn", dsns[0], "--dsn", dsns[1], "--dsn", dsns[2], "--json").must(t)
+	run("status", "--config", dir, "--format", "json").must(t)
+	run("list", "--dsn", dsns[0], "--dsn", dsns[1], "--dsn", dsns[2], "--format", "json").must(t)
 
 	for i, want := range []string{"{sh0003,sh0004}", "{sh0006}", "{sh0001,sh0002,sh0005}"} {
 		var got string

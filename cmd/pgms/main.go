@@ -131,7 +131,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		// The declarative workflow.
 		newValidateCommand(), newFmtCommand(), newPlanCommand(), newApplyCommand(), newShowCommand(),
-		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(), newVersionCommand(),
+		newRebalanceCommand(), newImportCommand(), newStatusCommand(), newForceUnlockCommand(), newRollbackCommand(), newVersionCommand(),
 		// The imperative commands of pg-microsharding.
 		newInstallCommand(), newListCommand(), newAllocateCommand(), newActivateCommand(),
 		newDeactivateCommand(), newMoveCommand(), newCleanupCommand(),

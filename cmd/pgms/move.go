@@ -30,6 +30,7 @@ func newMoveCommand() *cobra.Command {
 		stateDSN     string
 		lockTimeout  time.Duration
 		publisherDSN string
+		copyRange    string
 		format       formatFlag
 	)
 	cmd := &cobra.Command{
@@ -68,6 +69,9 @@ func newMoveCommand() *cobra.Command {
 				return fmt.Errorf("--from and --to name the same database (%s)", dsn.Name(from))
 			}
 			opts := moves.opts
+			if opts.CopyRangeBytes, err = sizeFlag("--copy-range", copyRange); err != nil {
+				return err
+			}
 			if maxLag != "" {
 				if opts.MaxLag, err = parseSize("--max-lag", maxLag); err != nil {
 					return err
@@ -156,8 +160,8 @@ func newMoveCommand() *cobra.Command {
 	f.StringVar(&moves.opts.DeactivateSQL, "deactivate-sql", "", "SQL run on the source in the switch-over transaction for each table of the renamed schema, $1 being the quoted table name as a string literal ($DEACTIVATE_SQL)")
 	f.StringVar(&stateDSN, "state-dsn", "", "DSN of the node keeping the journal and the run lock (default: --from)")
 	f.StringVar(&publisherDSN, "publisher-dsn", "", "DSN the destination server uses to reach the source, if not --from")
-	f.BoolVar(&moves.opts.KeepOnInterrupt, "keep-on-interrupt", false, "on Ctrl-C before the switch-over, keep the copy and replication objects so that running the command again continues")
 	f.IntVar(&moves.opts.CopyWorkers, "copy-workers", 0, "tables copied, and indexes built, at once by the fast copy (default: this machine's CPUs, 2 to 8)")
+	f.StringVar(&copyRange, "copy-range", "", "the fast copy cuts tables larger than this into page ranges copied, and committed, separately, so that an interruption loses only the ranges in flight (default 64MB; 0: never)")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgms-dev/pgms/internal/pgutil"
+	"github.com/pgms-dev/pgms/runner"
 	"github.com/pgms-dev/pgms/state"
 	"github.com/pgms-dev/pgms/views"
 )
@@ -43,7 +44,16 @@ func newStatusCommand() *cobra.Command {
 			if err != nil {
 				return pgutil.Wrap(err, "state node %s", n.Name)
 			}
-			return r.Render(cmd.OutOrStdout(), views.NewStatus(n.Name, lock, list, time.Now()))
+			report := views.NewStatus(n.Name, lock, list, time.Now())
+			if nodes.config != "" {
+				// The windows live on the nodes, not in the journal.
+				t, err := loadTopology(cmd.ErrOrStderr(), nodes.config)
+				if err != nil {
+					return err
+				}
+				report.Windows = runner.Windows(runner.Refresh(ctx, t, false), report.Now)
+			}
+			return r.Render(cmd.OutOrStdout(), report)
 		},
 	}
 	nodes.add(cmd)

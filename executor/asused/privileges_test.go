@@ -48,8 +48,11 @@ func TestMovePrivileges(t *testing.T) {
 		// only16: the destination is a superuser before 16, which has
 		// every privilege the case takes away.
 		only16 bool
+		// window is the move's rollback window.
+		window time.Duration
 	}{
 		{name: "documented grants"},
+		{name: "documented grants, rollback window", window: time.Hour, only16: true},
 		{name: "no REPLICATION", srcSQL: "ALTER ROLE %s NOREPLICATION", want: []string{"the REPLICATION attribute (the move's logical replication slot): ALTER ROLE"}},
 		{name: "no pg_read_all_stats", srcSQL: "REVOKE pg_read_all_stats FROM %s", want: []string{"pg_read_all_stats", "GRANT pg_read_all_stats TO"}},
 		{name: "no CREATE on the source's database", srcSQL: "REVOKE CREATE ON DATABASE current_db FROM %s", want: []string{"CREATE on the database (the move's publication", "GRANT CREATE ON DATABASE"}},
@@ -58,6 +61,8 @@ func TestMovePrivileges(t *testing.T) {
 		{name: "no CREATE on the destination's database", dstSQL: "REVOKE CREATE ON DATABASE current_db FROM %s", only16: true, want: []string{"CREATE on the database (the shard's schema and the move's subscription)", "GRANT CREATE ON DATABASE"}},
 		{name: "owner missing on the destination", ownedBy: "app_owner", want: []string{`roles "app_owner", which own the shard's objects on the source and do not exist here`}},
 		{name: "no password for the subscription", publisher: "%s", only16: true, want: []string{"a password in the source's connection string"}},
+		{name: "window without REPLICATION on the destination", window: time.Hour, dstSQL: "ALTER ROLE %s NOREPLICATION", only16: true,
+			want: []string{"the REPLICATION attribute (the rollback window's stream back streams from a logical slot here)", "the move's destination"}},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			if tc.only16 && major < 16 {
@@ -95,7 +100,7 @@ func TestMovePrivileges(t *testing.T) {
 				Shard: 1, Activate: true,
 				From:    executor.Endpoint{Name: "a", DSN: srcDSN},
 				To:      executor.Endpoint{Name: "b", DSN: dstDSN},
-				Options: executor.MoveOptions{PollInterval: 50 * time.Millisecond},
+				Options: executor.MoveOptions{PollInterval: 50 * time.Millisecond, RollbackWindow: tc.window},
 			}
 			if tc.publisher != "" {
 				spec.From.PublisherDSN = fmt.Sprintf(tc.publisher, roleDSN(dbs[0], role, "", ""))
@@ -110,7 +115,14 @@ func TestMovePrivileges(t *testing.T) {
 				if err := dst.QueryRow(context.Background(), "SELECT count(*) FROM sh0001.items").Scan(&n); err != nil || n != 500 {
 					t.Errorf("destination has %d rows (%v)", n, err)
 				}
-				if left := replicationObjects(t, srcAdmin) + replicationObjects(t, dstAdmin); left != "" {
+				left := replicationObjects(t, srcAdmin) + replicationObjects(t, dstAdmin)
+				if tc.window > 0 {
+					// The stream back: the new home publishes, the old
+					// home subscribes, as the role.
+					if !strings.Contains(left, "subscription") || !strings.Contains(left, "slot") {
+						t.Errorf("no stream back for the window: %q", left)
+					}
+				} else if left != "" {
 					t.Errorf("left behind: %s", left)
 				}
 				// The subscription's statement held the password; the

@@ -151,3 +151,105 @@ func ParseCopyMark(comment string) (source string, ok bool) {
 	source, _, _ = strings.Cut(rest, "; ")
 	return source, true
 }
+
+// WindowMarkPrefix starts the comment of a move source kept under its own
+// name, inactive and fenced, while the move's rollback window is open: a
+// reverse stream from the new home keeps it current, so that a rollback
+// can switch back. Logical replication matches tables by schema-qualified
+// name, which is why the source keeps its name until the window closes.
+const WindowMarkPrefix = "pgms: rollback window of "
+
+// windowTime is how the window mark writes its times: UTC, to the second.
+const windowTime = "2006-01-02T15:04:05Z"
+
+// Window is what a window mark says.
+type Window struct {
+	Schema string
+	// To names the node the shard moved to, which serves it and streams
+	// its changes back.
+	To string
+	// Since is the cutover's time; Until the end of the window.
+	Since, Until time.Time
+	// Comment is the schema's own comment, which the mark replaces until
+	// the window closes (nil: none).
+	Comment *string
+}
+
+// WindowMark is the comment of a move source whose rollback window is
+// open.
+func WindowMark(w Window) string {
+	s := WindowMarkPrefix + w.Schema + " moved to " + w.To + " at " + w.Since.UTC().Format(windowTime) +
+		", open until " + w.Until.UTC().Format(windowTime) +
+		"; fenced against writes and kept current from there: pgms rollback switches back, pgms cleanup closes it once past"
+	if w.Comment != nil {
+		// The mark has no line break: the first one starts the own comment.
+		s += "\n" + *w.Comment
+	}
+	return s
+}
+
+// ParseWindowMark reads a window mark; ok is false for any other comment.
+func ParseWindowMark(comment string) (Window, bool) {
+	rest, ok := strings.CutPrefix(comment, WindowMarkPrefix)
+	if !ok {
+		return Window{}, false
+	}
+	var w Window
+	if mark, own, found := strings.Cut(rest, "\n"); found {
+		rest, w.Comment = mark, &own
+	}
+	var since, until string
+	w.Schema, rest, _ = strings.Cut(rest, " moved to ")
+	// Node names may hold spaces: the last " at " before the times ends it.
+	i := strings.LastIndex(rest, " at ")
+	if i < 0 {
+		return w, true
+	}
+	w.To, rest = rest[:i], rest[i+len(" at "):]
+	since, rest, _ = strings.Cut(rest, ", open until ")
+	until, _, _ = strings.Cut(rest, ";")
+	w.Since, _ = time.Parse(windowTime, since)
+	w.Until, _ = time.Parse(windowTime, until)
+	return w, true
+}
+
+// IsWindowMark reports whether a schema comment marks an open window.
+func IsWindowMark(comment string) bool { return strings.HasPrefix(comment, WindowMarkPrefix) }
+
+// FenceTrigger is the trigger that refuses application writes to a
+// source in its rollback window. It is an ordinary (ENABLE ORIGIN)
+// trigger: the apply worker of the reverse stream runs with
+// session_replication_role = replica, where such triggers do not fire.
+const FenceTrigger = "pgms_rollback_fence"
+
+// FenceFunction is the trigger function of FenceTrigger, in the library
+// schema.
+const FenceFunction = "pgms_rollback_fence_"
+
+// StreamMarkPrefix starts the comment of the publication on the new home
+// that streams a shard back to its old home during the rollback window;
+// StreamMark adds the WAL position from which the stream carries the
+// application's writes (the activation's), once known.
+const StreamMarkPrefix = "pgms: rollback stream of "
+
+// StreamMark is the comment of a reverse stream's publication.
+func StreamMark(schema, to, from string) string {
+	s := StreamMarkPrefix + schema + " to " + to
+	if from != "" {
+		s += " from " + from
+	}
+	return s
+}
+
+// ParseStreamMark returns the WAL position a stream mark names ("" while
+// the stream is being set up); ok is false for any other comment.
+func ParseStreamMark(comment string) (from string, ok bool) {
+	rest, ok := strings.CutPrefix(comment, StreamMarkPrefix)
+	if !ok {
+		return "", false
+	}
+	if i := strings.LastIndex(rest, " from "); i >= 0 {
+		return rest[i+len(" from "):], true
+	}
+	return "", true
+}

@@ -70,3 +70,30 @@ func TestSplitMoveSlot(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowMark(t *testing.T) {
+	since := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	own := "orders of\nthe east; region 4"
+	tests := []Window{
+		{Schema: "sh0001", To: "b", Since: since, Until: since.Add(time.Hour)},
+		{Schema: "sh0002", To: "node at the end", Since: since, Until: since.Add(90 * time.Minute), Comment: &own},
+	}
+	for _, w := range tests {
+		got, ok := ParseWindowMark(WindowMark(w))
+		if !ok || got.Schema != w.Schema || got.To != w.To || !got.Since.Equal(w.Since) || !got.Until.Equal(w.Until) ||
+			(got.Comment == nil) != (w.Comment == nil) || got.Comment != nil && *got.Comment != *w.Comment {
+			t.Errorf("ParseWindowMark(WindowMark(%+v)) = %+v, %v", w, got, ok)
+		}
+	}
+	if _, ok := ParseWindowMark(CopyMark("sh0001", "a")); ok {
+		t.Error("a copy mark read as a window mark")
+	}
+	for _, tt := range []struct{ mark, from string }{
+		{StreamMark("sh0001", "a", ""), ""},
+		{StreamMark("sh0001", "a", "0/16B3748"), "0/16B3748"},
+	} {
+		if from, ok := ParseStreamMark(tt.mark); !ok || from != tt.from {
+			t.Errorf("ParseStreamMark(%q) = %q, %v", tt.mark, from, ok)
+		}
+	}
+}

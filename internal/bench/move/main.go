@@ -15,6 +15,21 @@
 // of both servers (every process of each postmaster, from /proc), pgms's
 // peak memory, and what the writer saw; at the end it checks that no
 // acknowledged write was lost.
+//
+// A strategy may name the verification level of the move's gate after a
+// colon (-copy fast:off,fast:count,fast:full): the report then gives each
+// verification's time against the copy it checked, and the pauses by
+// level; and the fast copy's range size after an at sign (fast@64MB).
+//
+// -rollback 3 then runs three rounds of a fast move with a rollback window
+// and, after -rollback-hold of writes on the new home, pgms rollback, and
+// reports both pauses, the writes the stream carried back, and whether
+// every acknowledged write is on the old home at the end.
+//
+// -interrupt 0.8 then interrupts one more fast move with SIGINT once the
+// destination holds that share of the shard, runs it again, and reports
+// what the second run kept, compared and copied again, against the copy
+// time of an uninterrupted fast move of the same run.
 package main
 
 import (
@@ -28,6 +43,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -72,10 +88,20 @@ var fill = []struct {
 func main() {
 	sizeFlag := flag.String("size", "1GB", "approximate heap size of the shard")
 	moves := flag.Int("moves", 2, "rounds of moves, one move per copy strategy each, alternating direction")
-	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy)")
+	copies := flag.String("copy", "native,fast", "copy strategies to compare (pgms move --copy), each optionally with a verification level (fast:full)")
 	workers := flag.Int("copy-workers", 0, "pgms move --copy-workers (0: pgms's default)")
 	rate := flag.Int("write-rate", 200, "writes per second into the moving shard during the moves")
+	interrupt := flag.Float64("interrupt", 0, "then interrupt a fast move once the destination holds this share of the shard, and run it again")
+	copyRange := flag.String("copy-range", "", "pgms move --copy-range for the interrupted move and its second run")
+	rollbacks := flag.Int("rollback", 0, "then this many rounds of a fast move with a rollback window and its rollback")
+	hold := flag.Duration("rollback-hold", 5*time.Second, "how long the writer writes on the new home before each rollback")
 	flag.Parse()
+	rollbackN, rollbackHold = *rollbacks, *hold
+	moveArgs = nil
+	if *copyRange != "" {
+		moveArgs = append(moveArgs, "--copy-range="+*copyRange)
+	}
+	interruptAt = *interrupt
 	size, err := units.ParseBytes(*sizeFlag)
 	if err != nil {
 		fail(fmt.Errorf("-size: %w", err))
@@ -86,6 +112,15 @@ func main() {
 		fail(err)
 	}
 }
+
+// moveArgs are added to the interrupted move; interruptAt is -interrupt;
+// rollbackN and rollbackHold are -rollback and -rollback-hold.
+var (
+	moveArgs     []string
+	interruptAt  float64
+	rollbackN    int
+	rollbackHold time.Duration
+)
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
@@ -209,6 +244,33 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	var resumed *resumeRun
+	if interruptAt > 0 && ctx.Err() == nil {
+		from, to := a, b
+		if len(rows)%2 == 1 {
+			from, to = b, a
+		}
+		if err := settle(ctx, from, to); err != nil {
+			return err
+		}
+		rr, err := interruptedMove(ctx, bin, from, to, a, workers, interruptAt)
+		if err != nil {
+			return fmt.Errorf("interrupted move: %w", err)
+		}
+		resumed = &rr
+		rows = append(rows, moveRow{n: len(rows) + 1, dir: from.name + "→" + to.name, copy: "resumed", wall: rr.second.wall, backfill: rr.second.backfill,
+			verify: rr.second.verify, bytes: rr.second.bytes, rows: rr.second.rows, pause: rr.second.pause, core: rr.second.core, retries: rr.second.retries,
+			maxRSS: rr.second.maxRSS, pgmsCPU: rr.second.pgmsCPU, serverCPU: rr.second.serverCPU})
+	}
+	var rounds []rollbackRound
+	if rollbackN > 0 && ctx.Err() == nil {
+		if len(rows)%2 == 1 {
+			return errors.New("-rollback needs the shard back on a: use an even number of moves")
+		}
+		if rounds, err = rollbackRounds(ctx, bin, a, b, w, rollbackN, rollbackHold); err != nil {
+			return err
+		}
+	}
 	st := w.Stop()
 	final := b
 	if len(rows)%2 == 0 {
@@ -216,6 +278,12 @@ func run(ctx context.Context, size int64, moves int, copies []string, workers, r
 	}
 	verifyErr := w.Verify(ctx, final.conn)
 	report(os.Stdout, info, floors{raw: floor, withIndexes: withIndexes, indexesAfter: indexesAfter, dump: dump}, copies, rate, rows, st, verifyErr)
+	if resumed != nil {
+		reportResume(os.Stdout, rows, *resumed)
+	}
+	if rollbackN > 0 {
+		reportRollbacks(os.Stdout, rounds, rollbackHold, st, verifyErr)
+	}
 	if verifyErr != nil || len(st.Violations) > 0 {
 		return errors.New("writes were lost or misrouted")
 	}
@@ -400,6 +468,10 @@ type moveRow struct {
 	writerMax time.Duration
 	pgmsCPU   time.Duration
 	serverCPU time.Duration // both servers, -1 when unknown
+	// verify is the verification gate's time (0: none), inside backfill.
+	verify time.Duration
+	// output is what pgms printed.
+	output string
 	// syncCopy is, for the native copy, the time from the subscription's
 	// apply worker starting to the last table synchronisation finishing,
 	// from the destination's log: pgms polls the copy once a second, so
@@ -407,13 +479,17 @@ type moveRow struct {
 	syncCopy time.Duration
 }
 
-// copyTime is the backfill, or the native copy's time from the log.
+// copyTime is the backfill without the verification, or the native
+// copy's time from the log.
 func (r moveRow) copyTime() time.Duration {
 	if r.syncCopy > 0 {
 		return r.syncCopy
 	}
-	return r.backfill
+	return r.backfill - r.verify
 }
+
+// verifyTime reads the gate's time from the journal's line ("…; 123.4 ms").
+var verifyTime = regexp.MustCompile(`; ([0-9.]+) ms$`)
 
 // tableSyncTime reads the native copy's duration from the destination's
 // log, or returns 0.
@@ -444,8 +520,16 @@ func tableSyncTime(log string) time.Duration {
 // journal on the state node.
 func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strategy string, workers int) (moveRow, error) {
 	var r moveRow
+	strategy, rangeBytes, _ := strings.Cut(strategy, "@")
+	strategy, level, _ := strings.Cut(strategy, ":")
 	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn,
 		"--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress=5s", "--copy=" + strategy}
+	if rangeBytes != "" {
+		args = append(args, "--copy-range="+rangeBytes)
+	}
+	if level != "" {
+		args = append(args, "--verify="+level)
+	}
 	if workers > 0 {
 		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
 	}
@@ -459,6 +543,7 @@ func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strate
 	err := cmd.Run()
 	r.wall = time.Since(begin)
 	r.serverCPU = cpuDelta(cpu0, serversCPU(from, to))
+	r.output = out.String()
 	if err != nil {
 		return r, fmt.Errorf("%v\n%s", err, out.String())
 	}
@@ -468,10 +553,16 @@ func pgmsMove(ctx context.Context, bin string, from, to, stateNode *node, strate
 		r.maxRSS = ru.Maxrss * 1024
 	}
 	var backfill, pause, core *float64
-	err = stateNode.conn.QueryRow(ctx, `SELECT backfill_ms, pause_ms, core_ms, bytes, rows, retries
-		FROM microsharding.pgms_steps ORDER BY id DESC LIMIT 1`).Scan(&backfill, &pause, &core, &r.bytes, &r.rows, &r.retries)
+	var verify string
+	err = stateNode.conn.QueryRow(ctx, `SELECT backfill_ms, pause_ms, core_ms, bytes, rows, retries, COALESCE(verify, '')
+		FROM microsharding.pgms_steps ORDER BY id DESC LIMIT 1`).Scan(&backfill, &pause, &core, &r.bytes, &r.rows, &r.retries, &verify)
 	if err != nil {
 		return r, err
+	}
+	if m := verifyTime.FindStringSubmatch(verify); m != nil {
+		var v float64
+		fmt.Sscan(m[1], &v)
+		r.verify = time.Duration(v * float64(time.Millisecond))
 	}
 	ms := func(p *float64) time.Duration {
 		if p == nil {
@@ -539,19 +630,19 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 	fmt.Fprintf(w, "floor raw parallel binary COPY (one stream per table, all at once, primary keys in place): %v into tables with their indexes, %v with secondary indexes built after; taking %v\n\n",
 		f.withIndexes.Round(time.Millisecond), f.indexesAfter.Round(time.Millisecond), f.raw.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "move\tdir\tcopy\twall\tbackfill\tcopy time\tMB/s\t× pg_dump|psql\t× raw COPY\tpgms CPU\tservers CPU\tpause\tcore\tretries\twriter max\tpgms peak RSS\t")
+	fmt.Fprintln(tw, "move\tdir\tcopy\twall\tbackfill\tcopy time\tverify\t× copy\tMB/s\t× pg_dump|psql\t× raw COPY\tpgms CPU\tservers CPU\tpause\tcore\tretries\twriter max\tpgms peak RSS\t")
 	byCopy := map[string][]moveRow{}
 	var pauses, cores []time.Duration
 	for _, r := range rows {
 		byCopy[r.copy] = append(byCopy[r.copy], r)
 		pauses, cores = append(pauses, r.pause), append(cores, r.core)
 		c := r.copyTime()
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.2f s\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(), c.Seconds(),
-			float64(r.bytes)/c.Seconds()/(1<<20), c.Seconds()/f.dump.wall.Seconds(), c.Seconds()/f.raw.Seconds(),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%.2f s\t%.2f s\t%.2f s\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f s\t%s s\t%s\t%s\t%d\t%s\t%s\t\n", r.n, r.dir, r.copy, r.wall.Seconds(), r.backfill.Seconds(), c.Seconds(),
+			r.verify.Seconds(), r.verify.Seconds()/c.Seconds(), float64(r.bytes)/c.Seconds()/(1<<20), c.Seconds()/f.dump.wall.Seconds(), c.Seconds()/f.raw.Seconds(),
 			r.pgmsCPU.Seconds(), cpuText(r.serverCPU), units.FormatMS(r.pause), units.FormatMS(r.core), r.retries, units.FormatMS(r.writerMax), units.FormatBytes(float64(r.maxRSS)))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(copy time: the backfill, but for the native copy the table synchronisation as the destination's log times it, since pgms polls it once a second)")
+	fmt.Fprintln(w, "(copy time: the backfill without the verification, but for the native copy the table synchronisation as the destination's log times it, since pgms polls it once a second; verify: the gate's time, × copy its share of the copy time)")
 
 	fmt.Fprintln(w)
 	medians := map[string]time.Duration{}
@@ -567,6 +658,18 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		medians[c] = median(times)
 		fmt.Fprintf(w, "%s copy: copy time median %.2f s = %.2f× pg_dump | psql, %.2f× raw parallel COPY; pgms CPU median %.2f s, servers %s s\n",
 			c, medians[c].Seconds(), medians[c].Seconds()/f.dump.wall.Seconds(), medians[c].Seconds()/f.raw.Seconds(), median(pgmsCPU).Seconds(), cpuText(median(serverCPU)))
+		var verifies, ratios, levelPauses []time.Duration
+		for _, r := range rs {
+			levelPauses = append(levelPauses, r.pause)
+			if r.verify > 0 {
+				verifies = append(verifies, r.verify)
+				ratios = append(ratios, time.Duration(float64(time.Second)*r.verify.Seconds()/r.copyTime().Seconds()))
+			}
+		}
+		if strings.Contains(c, ":") {
+			fmt.Fprintf(w, "  %s: verification median %.2f s = %.2f× its copy time; write pause median %s, max %s\n",
+				c, median(verifies).Seconds(), median(ratios).Seconds(), units.FormatMS(median(levelPauses)), units.FormatMS(slices.Max(levelPauses)))
+		}
 	}
 	medPause, maxPause := median(pauses), slices.Max(pauses)
 	fmt.Fprintf(w, "write pause: median %s, max %s; lock to commit: median %s, max %s\n", units.FormatMS(medPause), units.FormatMS(maxPause), units.FormatMS(median(cores)), units.FormatMS(slices.Max(cores)))
@@ -587,7 +690,11 @@ func report(w io.Writer, info shard, f floors, copies []string, rate int, rows [
 		return "MISSED"
 	}
 	targets := []string{fmt.Sprintf("median pause < 30 ms: %s", check(medPause < 30*time.Millisecond))}
-	if fast, ok := medians["fast"]; ok {
+	fast, ok := medians["fast"]
+	if !ok {
+		fast, ok = medians["fast:off"]
+	}
+	if ok {
 		targets = append(targets, fmt.Sprintf("fast copy within 1.15× pg_dump | psql: %s", check(fast.Seconds() <= 1.15*f.dump.wall.Seconds())))
 		if native, ok := medians["native"]; ok {
 			var backfills []time.Duration
@@ -754,4 +861,106 @@ func cpuText(d time.Duration) string {
 		return "?"
 	}
 	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+// resumeRun is an interrupted fast move and the run that continued it.
+type resumeRun struct {
+	share       float64       // of the shard on the destination at the interruption
+	interrupted time.Duration // from the start to the interruption
+	second      moveRow
+	summary     string // the second run's line on what it kept and copied
+}
+
+// interruptedMove starts a fast move, sends it SIGINT once the
+// destination's copy holds share of the source's heap, checks that it
+// stopped keeping its copy, and runs the move again.
+func interruptedMove(ctx context.Context, bin string, from, to, stateNode *node, workers int, share float64) (resumeRun, error) {
+	var rr resumeRun
+	var heap int64
+	const size = `SELECT COALESCE(sum(pg_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sh0001' AND c.relkind = 'r'`
+	if err := from.conn.QueryRow(ctx, size).Scan(&heap); err != nil {
+		return rr, err
+	}
+	args := []string{"move", "--shard=1", "--from=" + from.dsn, "--to=" + to.dsn, "--activate-on-destination=yes", "--state-dsn=" + stateNode.dsn, "--progress=5s", "--copy=fast"}
+	if workers > 0 {
+		args = append(args, fmt.Sprintf("--copy-workers=%d", workers))
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, moveArgs...)...)
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(&out, prefixed(os.Stderr, "  pgms (to be interrupted): "))
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		return rr, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var waitErr error
+wait:
+	for {
+		select {
+		case waitErr = <-exited:
+			return rr, fmt.Errorf("the move ended before %.0f%% of the shard was copied: %v\n%s", 100*share, waitErr, out.String())
+		case <-tick.C:
+			var copied int64
+			if err := to.conn.QueryRow(ctx, size).Scan(&copied); err != nil {
+				return rr, err
+			}
+			if float64(copied) >= share*float64(heap) {
+				rr.share = float64(copied) / float64(heap)
+				rr.interrupted = time.Since(begin)
+				cmd.Process.Signal(os.Interrupt)
+				waitErr = <-exited
+				break wait
+			}
+		}
+	}
+	var exit *exec.ExitError
+	if !errors.As(waitErr, &exit) || exit.ExitCode() != 130 {
+		return rr, fmt.Errorf("the interrupted move exited with %v, not 130\n%s", waitErr, out.String())
+	}
+	if !strings.Contains(out.String(), "kept on") {
+		return rr, fmt.Errorf("the interrupted move did not keep its copy:\n%s", out.String())
+	}
+	again := "fast"
+	for _, a := range moveArgs {
+		if r, ok := strings.CutPrefix(a, "--copy-range="); ok {
+			again += "@" + r
+		}
+	}
+	second, err := pgmsMove(ctx, bin, from, to, stateNode, again, workers)
+	if err != nil {
+		return rr, err
+	}
+	rr.second = second
+	for _, l := range strings.Split(second.output, "\n") {
+		if strings.Contains(l, "continued the earlier copy") {
+			rr.summary = strings.TrimSpace(l)
+		}
+	}
+	if rr.summary == "" {
+		return rr, fmt.Errorf("the second run did not continue the copy:\n%s", second.output)
+	}
+	_, err = from.conn.Exec(ctx, "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sh0001old%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$")
+	return rr, err
+}
+
+// reportResume compares the run that continued an interrupted copy with
+// the uninterrupted fast moves.
+func reportResume(w io.Writer, rows []moveRow, rr resumeRun) {
+	var full []time.Duration
+	for _, r := range rows {
+		if strings.HasPrefix(r.copy, "fast") {
+			full = append(full, r.copyTime())
+		}
+	}
+	fmt.Fprintf(w, "\ninterrupted copy: SIGINT after %.2f s with %.0f%% of the shard on the destination; the second run:\n  %s\n", rr.interrupted.Seconds(), 100*rr.share, rr.summary)
+	if len(full) == 0 {
+		return
+	}
+	f := median(full)
+	fmt.Fprintf(w, "  its copy (comparison, replaced chunks, tables not copied before, indexes) took %.2f s = %.2f× an uninterrupted fast copy's %.2f s (median); its verification %.2f s more\n",
+		rr.second.copyTime().Seconds(), rr.second.copyTime().Seconds()/f.Seconds(), f.Seconds(), rr.second.verify.Seconds())
 }
