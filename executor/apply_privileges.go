@@ -118,7 +118,10 @@ func (a *applier) checkPrivileges(ctx context.Context) error {
 				var pe *PrivilegeError
 				for _, e := range unjoin(err) {
 					if errors.As(e, &pe) {
-						r := map[bool]*nodeRole{true: src, false: dst}[pe.Node == s.From]
+						r := dst
+						if pe.Node == s.From {
+							r = src
+						}
 						report(pe.Node, r, fmt.Sprintf("%s (moving %s from %s to %s)", pe.Side, s.Schemas[0], s.From, s.To), pe.Missing)
 					} else {
 						return fmt.Errorf("move shard %d (%s) from %s to %s: %w", s.Shards.From, s.Schemas[0], s.From, s.To, e)
