@@ -93,7 +93,8 @@
 // --rollback-window flag of apply and move overrides it.
 //
 // publisher_dsn is how the destination server of a move from this node
-// connects to it, for the move's subscription; it is stored in the
+// connects to it, for the move's subscription (and the source server of
+// a move to this node, for a rollback window's stream back); it is stored in the
 // destination's pg_subscription and read by that server, not by pgms. By
 // default it is the dsn with the password pgms found (in the DSN,
 // PGPASSWORD or .pgpass) added. Set it when the servers reach each other

@@ -514,7 +514,8 @@ func (a *applier) moveSpec(s planner.Step) (MoveSpec, error) {
 	c := a.env.Topology.Cluster
 	return MoveSpec{
 		Shard: s.Shards.From, Schema: s.Schemas[0],
-		From: Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)}, To: Endpoint{Name: s.To, DSN: to},
+		From:     Endpoint{Name: s.From, DSN: from, PublisherDSN: a.publisherDSNOf(s.From)},
+		To:       Endpoint{Name: s.To, DSN: to, PublisherDSN: a.publisherDSNOf(s.To)},
 		Activate: s.Activate, KeepInactive: !s.Activate,
 		LibrarySchema: c.LibrarySchema, Options: a.env.Move, Fleet: a.env.Fleet, Who: a.env.Who,
 	}, errors.Join(ferr, terr)

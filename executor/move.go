@@ -24,10 +24,12 @@ type Endpoint struct {
 	Name string
 	// DSN is how pgms connects; it may hold a password and is never printed.
 	DSN string
-	// PublisherDSN, on the source only, is how the destination server
-	// reaches the source for the subscription, when that differs from DSN
-	// (internal host names, another user). Default: DSN, with the password
-	// pgms resolved (from PGPASSWORD or .pgpass) added.
+	// PublisherDSN is how another server reaches this node for a
+	// subscription, when that differs from DSN (internal host names,
+	// another user): the destination's subscription to the source, and a
+	// rollback window's stream from the destination back to the source.
+	// Default: DSN, with the password pgms resolved (from PGPASSWORD or
+	// .pgpass) added.
 	PublisherDSN string
 }
 
