@@ -255,6 +255,11 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 	// leftovers are the objects of a move in progress.
 	busy := map[int]string{}
 	homes := map[int][]string{}
+	// A rollback window's stream back (the old home's subscription, the new
+	// home's slot and publication) lives as long as the window: closing it
+	// is pgms apply's or pgms rollback --close's, which also unfence and
+	// rename the old home's copy.
+	windows := map[int]string{}
 	for _, n := range c.readable() {
 		for _, cl := range n.Claims {
 			if cl.Live {
@@ -265,7 +270,18 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 			if !s.Copy {
 				homes[s.Shard] = append(homes[s.Shard], n.Name)
 			}
+			if w := s.Window; w != nil && !s.Active {
+				windows[s.Shard] = fmt.Sprintf("the stream back of shard %d's rollback window (from %s to %s, until %s); pgms apply closes it once it has ended, pgms rollback --shard=%d --close at once",
+					s.Shard, w.To, n.Name, utcMinute(w.Until), s.Shard)
+			}
 		}
+	}
+	streamBack := func(l Leftover) string {
+		switch l.Kind {
+		case LeftoverSubscription, LeftoverSlot, LeftoverPublication:
+			return windows[l.Shard]
+		}
+		return ""
 	}
 
 	verdicts := map[*NodeState][]Verdict{}
@@ -285,6 +301,8 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 				v.Reason = "the node is a standby"
 			case busy[l.Shard] != "":
 				v.Reason = busy[l.Shard]
+			case streamBack(l) != "":
+				v.Reason = streamBack(l)
 			default:
 				shard := n.Shard(l.Shard)
 				v.Drop, v.Reason = JudgeSubscription(l, shard != nil, shard != nil && shard.Active, partial == "")
@@ -306,8 +324,12 @@ func (c *Cluster) Triage(p CleanupPolicy) []Verdict {
 		slotKey := func(l Leftover) string { return l.Tool + "\x00" + l.Schema }
 		for _, l := range n.Leftovers {
 			v := Verdict{Node: n.Name, Leftover: l}
-			if l.Kind != LeftoverSubscription && busy[l.Shard] != "" {
-				v.Reason = busy[l.Shard]
+			reason := busy[l.Shard]
+			if reason == "" {
+				reason = streamBack(l)
+			}
+			if l.Kind != LeftoverSubscription && reason != "" {
+				v.Reason = reason
 				if l.Kind == LeftoverSlot {
 					keptSlots[slotKey(l)] = l.Name
 				}

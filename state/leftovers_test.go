@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/sql"
 )
 
@@ -171,6 +172,34 @@ func TestTriage(t *testing.T) {
 	for _, v := range c.Triage(CleanupPolicy{Now: now}) {
 		if v.Node == "a" && (v.Drop || v.Terminate) {
 			t.Errorf("standby: %+v", v)
+		}
+	}
+}
+
+// TestTriageSparesWindowStreams: a rollback window's stream back looks
+// like a finished move's replication objects (the shard active on b, a
+// subscription on a), yet it is the window; cleanup keeps all three, open
+// or ended, and leaves closing to apply and rollback --close.
+func TestTriageSparesWindowStreams(t *testing.T) {
+	for _, until := range []time.Time{time.Now().Add(time.Hour), time.Now().Add(-time.Hour)} {
+		sub := leftover(t, LeftoverSubscription, "pgms_move_sh0003")
+		sub.Active, sub.Slot = true, "pgms_move_sh0003_16384"
+		slot := leftover(t, LeftoverSlot, "pgms_move_sh0003_16384")
+		slot.Active, slot.WalsenderPID, slot.WalsenderClient = true, 4242, "pgms_move_sh0003"
+		c := &Cluster{Nodes: []*NodeState{
+			{Name: "a", Shards: []ShardState{{Shard: 3, Schema: "sh0003", Window: &names.Window{Schema: "sh0003", To: "b", Since: until.Add(-2 * time.Hour), Until: until}}},
+				Leftovers: []Leftover{sub}},
+			{Name: "b", Shards: []ShardState{{Shard: 3, Schema: "sh0003", Active: true}},
+				Leftovers: []Leftover{slot, leftover(t, LeftoverPublication, "pgms_move_sh0003")}},
+		}}
+		verdicts := c.Triage(CleanupPolicy{Now: time.Now()})
+		if len(verdicts) != 3 {
+			t.Fatalf("%d verdicts, want 3: %+v", len(verdicts), verdicts)
+		}
+		for _, v := range verdicts {
+			if v.Drop || !strings.Contains(v.Reason, "rollback window") {
+				t.Errorf("window ending %v: %s %s on %s: drop=%v, %q", until, v.Leftover.Kind, v.Leftover.Name, v.Node, v.Drop, v.Reason)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pgms-dev/pgms/internal/netfault"
@@ -70,6 +71,10 @@ shards "1" { node = "b" }
 		t.Errorf("%s rows on b", got)
 	}
 	pgtest.Exec(t, pgtest.Connect(t, dbs[1].DSN), `INSERT INTO sh0001.t SELECT generate_series(501, 600)`)
+	// The stream back is the window's, not a leftover: cleanup keeps it.
+	if r := pgms(t, "", "cleanup", "--config", dir, "--auto-approve").must(t); !strings.Contains(r.stdout, "Nothing to clean up") {
+		t.Errorf("cleanup during the window:\n%s", r.stdout)
+	}
 	pgms(t, "", "rollback", "--config", dir, "--shard=1").must(t)
 	if got := count1(t, dbs[0].DSN, "SELECT count(*) FROM sh0001.t"); got != "600" {
 		t.Errorf("%s rows on a after the rollback", got)
