@@ -183,10 +183,14 @@ func (m *move) waitLag(ctx context.Context) error {
 // when the shard's tables changed on the source since the copy began, that
 // is the cause.
 func (m *move) applyFailing(ctx context.Context, n int64) error {
-	if changed, err := m.shapeChanged(ctx, m.src.Conn); err == nil && changed != "" {
-		return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes, because %s; run the move again: it starts over with the new definition", m.dst.Name, m.sub, n, changed)
+	changed, err := m.shapeChanged(ctx, m.src.Conn)
+	switch {
+	case err != nil || changed == "":
+		return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes (see that server's log for the cause)", m.dst.Name, m.sub, n)
+	case m.spec.Rollback:
+		return fmt.Errorf("node %s: subscription %s failed %d times applying %s's changes, because %s. %s", m.dst.Name, m.sub, n, m.src.Name, changed, m.windowShapeFix())
 	}
-	return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes (see that server's log for the cause)", m.dst.Name, m.sub, n)
+	return fmt.Errorf("node %s: subscription %s failed %d times applying the source's changes, because %s; run the move again: it starts over with the new definition", m.dst.Name, m.sub, n, changed)
 }
 
 // probe measures the stream as the cutover will use it, without the lock:

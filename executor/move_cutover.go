@@ -253,7 +253,19 @@ func (m *move) readyToLock(ctx context.Context, firstErrors int64) (time.Duratio
 
 // shapeError explains a shard whose tables changed during the move.
 func (m *move) shapeError(changed string) error {
+	if m.spec.Rollback {
+		return fmt.Errorf("the shard's tables changed on %s while its rollback window was open: %s; the stream back does not carry schema changes, so the rollback stops. %s",
+			m.src.Name, changed, m.windowShapeFix())
+	}
 	return fmt.Errorf("the shard's tables changed during the move: %s; switching now would leave those rows behind on %s, so the move stops. Run it again: it starts over with the new definition", changed, m.src.Name)
+}
+
+// windowShapeFix says how a rollback window whose tables changed on the
+// new home goes on: the same change on the old home's copy (the stream
+// back then resumes by itself), or closing the window.
+func (m *move) windowShapeFix() string {
+	return fmt.Sprintf("Make the same change to %s on %s (DDL passes the window's fence; the stream back then resumes) and run the rollback again, or keep the shard on %s and close the window with pgms rollback --shard=%d --close",
+		m.schema, m.dst.Name, m.src.Name, m.spec.Shard)
 }
 
 // checkFleet checks, before the cutover, that activating the shard on the

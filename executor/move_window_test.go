@@ -154,3 +154,37 @@ func (c *cluster) comment(conn *pgx.Conn, schema, want string) {
 		c.t.Errorf("comment of %s = %v, want %q", schema, got, want)
 	}
 }
+
+// TestRollbackAfterSchemaChange: a column added on the new home during the
+// window stops the stream back (logical replication carries no DDL). The
+// rollback must refuse, saying how to go on, and succeed once the same
+// change is made on the old home, with the rows written in between.
+func TestRollbackAfterSchemaChange(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	schema := c.shard(4, writerTable)
+	spec := c.spec(4, true)
+	spec.Options.RollbackWindow = time.Hour
+	if _, err := Move(ctx, spec, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, c.b, "ALTER TABLE "+schema+".items ADD COLUMN extra text; INSERT INTO "+schema+".items (val, extra) VALUES (7, 'after')")
+	back := c.rollbackSpec(4)
+	back.Options.StallTimeout = 10 * time.Second
+	_, err := Move(ctx, back, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "Make the same change to "+schema+" on a") || !strings.Contains(err.Error(), "--close") {
+		t.Fatalf("rollback after a column was added on b: %v", err)
+	}
+	if got := c.active(c.b); len(got) != 1 || got[0] != schema {
+		t.Errorf("b serves %v after the refused rollback", got)
+	}
+	pgtest.Exec(t, c.a, "ALTER TABLE "+schema+".items ADD COLUMN extra text")
+	if _, err := Move(ctx, back, nil, nil); err != nil {
+		t.Fatalf("rollback after the same change on a: %v", err)
+	}
+	var note string
+	if err := c.a.QueryRow(ctx, "SELECT extra FROM "+schema+".items WHERE val = 7 AND extra IS NOT NULL").Scan(&note); err != nil || note != "after" {
+		t.Errorf("the row written on b after the change: %q (%v)", note, err)
+	}
+	c.noArtifacts()
+}
