@@ -599,6 +599,9 @@ func (b *planBuilder) addMove(n int, from string, r config.ShardRange, resume bo
 		Activate: r.Active, Resume: resume, Bytes: bytes, Source: config.Pos(r.DeclRange), Reason: reason}
 	if !resume {
 		step.Verify = b.in.Desired.VerifyLevel()
+		if w := b.in.Desired.Cluster.RollbackWindow; w > 0 && r.Active {
+			step.RollbackWindow = units.FormatDuration(w)
+		}
 	}
 	b.moves = append(b.moves, step)
 	b.movesBySrc[from]++

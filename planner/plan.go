@@ -93,6 +93,9 @@ type Step struct {
 	// Verify is, for a move, the level of the gate that compares the copy
 	// with the source before the switch (the files' verify).
 	Verify string `json:"verify,omitempty"`
+	// RollbackWindow is, for a move, how long after its cutover the shard
+	// can be switched back (the files' rollback_window; empty: no window).
+	RollbackWindow string `json:"rollback_window,omitempty"`
 }
 
 // Symbol is the one-character mark of a step in the text plan.

@@ -179,6 +179,18 @@ shards "13-14" {
 			},
 		},
 		{
+			name: "moves_with_rollback_window",
+			hcl:  "cluster { rollback_window = \"2h\" }\n" + threeNodes + `shards "0-3" { node = "a" }` + "\n" + `shards "4-5" { node = "c" }` + "\n" + `shards "6-9" { node = "b" }`,
+			live: cluster(node("a").shards(0, 5, true), node("b").shards(6, 9, true), node("c")),
+			check: func(t *testing.T, p *Plan) {
+				for _, s := range p.Steps {
+					if s.Kind == StepMove && s.RollbackWindow != "2h" {
+						t.Errorf("move %+v: rollback window %q, want 2h", s.Shards, s.RollbackWindow)
+					}
+				}
+			},
+		},
+		{
 			name: "drain",
 			hcl: `
 node "a" { dsn = "postgres://app@db-a:5432/app" }

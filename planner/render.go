@@ -74,7 +74,7 @@ func Headline(s Step) string {
 		if s.Resume && s.Bytes == 0 {
 			size = "" // the source is renamed already; its size was not read
 		}
-		return fmt.Sprintf("%s %s from %s to %s%s%s%s", verb, shardsLabel(s), s.From, s.To, size, then, verifyLabel(s.Verify))
+		return fmt.Sprintf("%s %s from %s to %s%s%s%s%s", verb, shardsLabel(s), s.From, s.To, size, then, verifyLabel(s.Verify), windowLabel(s.RollbackWindow))
 	case StepCleanup:
 		size := ""
 		switch {
@@ -497,6 +497,14 @@ func (JSON) Render(w io.Writer, p *Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
+}
+
+// windowLabel shows a move's rollback window.
+func windowLabel(window string) string {
+	if window == "" {
+		return ""
+	}
+	return ", rollback window " + window
 }
 
 // verifyLabel shows a move's verification level; a plan file written
