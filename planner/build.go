@@ -541,22 +541,36 @@ func (b *planBuilder) referenceCopy(n int, p presence) bool {
 }
 
 // renamedSourceOf names the source of a committed move whose copy c is
-// the shard's only home: the node holding the newest renamed source, else
-// the one the copy's mark names.
+// the shard's only home. The copy's mark names it, and wins when that node
+// holds a renamed source: renamed names carry seconds only, so two moves
+// of one shard within a second leave equal names, and the wrong one would
+// give the copy older sequence values. Otherwise (a mark naming a node
+// that is gone, pg-microsharding's copies without one) it is the node
+// holding the newest renamed source, else the one the mark names.
 func (b *planBuilder) renamedSourceOf(n int, c presence) string {
+	marked := ""
+	for _, node := range b.in.Live.Nodes {
+		if c.shard.CopyFrom != "" && (node.Name == c.shard.CopyFrom || node.Addr == c.shard.CopyFrom) {
+			marked = node.Name
+		}
+	}
 	newest, from := "", ""
 	for _, a := range b.artifacts[n] {
-		if a.node.Name != c.node.Name && a.l.Kind == state.LeftoverOldSchema && a.l.Name > newest {
+		if a.node.Name == c.node.Name || a.l.Kind != state.LeftoverOldSchema {
+			continue
+		}
+		if a.node.Name == marked {
+			return marked
+		}
+		if a.l.Name > newest {
 			newest, from = a.l.Name, a.node.Name
 		}
 	}
-	if from != "" {
+	switch {
+	case from != "":
 		return from
-	}
-	for _, node := range b.in.Live.Nodes {
-		if node.Name == c.shard.CopyFrom || node.Addr == c.shard.CopyFrom {
-			return node.Name
-		}
+	case marked != "":
+		return marked
 	}
 	return c.shard.CopyFrom
 }

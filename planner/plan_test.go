@@ -191,6 +191,25 @@ shards "13-14" {
 			},
 		},
 		{
+			// Shard 7 moved a → b, then b → c, whose cutover committed
+			// before the run was killed, all within one second: a and b
+			// both hold sh0007old<same second>. The copy's mark names b,
+			// the source of the committed move (and of its sequences).
+			name: "committed_move_renamed_twice_in_a_second",
+			hcl:  threeNodes + `shards "7" { node = "c" }`,
+			live: cluster(
+				node("a").leftover(state.Leftover{Kind: state.LeftoverOldSchema, Name: "sh0007old20261125115900", Schema: "sh0007", Shard: 7, Renamed: time.Date(2026, 11, 25, 11, 59, 0, 0, time.UTC), Bytes: 1 << 20}),
+				node("b").leftover(state.Leftover{Kind: state.LeftoverOldSchema, Name: "sh0007old20261125115900", Schema: "sh0007", Shard: 7, Renamed: time.Date(2026, 11, 25, 11, 59, 0, 0, time.UTC), Bytes: 1 << 20}).
+					leftover(state.Leftover{Kind: state.LeftoverPublication, Name: "pgms_move_sh0007", Schema: "sh0007", Shard: 7}),
+				node("c").shards(7, 7, false).copies(7, 7, "b"),
+			),
+			check: func(t *testing.T, p *Plan) {
+				if len(p.Steps) != 1 || p.Steps[0].Kind != StepMove || !p.Steps[0].Resume || p.Steps[0].From != "b" {
+					t.Errorf("steps %+v", p.Steps)
+				}
+			},
+		},
+		{
 			name: "drain",
 			hcl: `
 node "a" { dsn = "postgres://app@db-a:5432/app" }
