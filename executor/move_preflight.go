@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgms-dev/pgms/internal/dsn"
 	"github.com/pgms-dev/pgms/internal/names"
 	"github.com/pgms-dev/pgms/internal/pgutil"
 	"github.com/pgms-dev/pgms/internal/units"
@@ -238,6 +239,10 @@ func (m *move) preflight(ctx context.Context) (found, error) {
 		return f, fmt.Errorf("shard %s is active on both %s and %s; fix that by hand (microsharding_ensure_inactive on the node that must not serve it) before moving", m.schema, m.src.Name, m.dst.Name)
 	case !f.srcHas && f.dstHas && f.dstMarked:
 		f.situation = situationCommitted
+		if from, ok := names.ParseCopyMark(ptrOr(dst.comment, "")); ok && m.otherSource(from) {
+			return f, fmt.Errorf("the copy of %s on %s was made from %s, not %s: its move committed there, and finishing it takes the sequence values of %s's renamed source; run the move from %s (pgms apply plans it so)",
+				m.schema, m.dst.Name, from, m.src.Name, from, from)
+		}
 		old, err := m.findOldSchema(ctx, f)
 		if err != nil {
 			return f, err
@@ -565,4 +570,19 @@ func (m *move) checkCapacity(ctx context.Context, f found) error {
 		return fmt.Errorf("node %s has no free logical replication worker (max_logical_replication_workers=%d, all used): raise it or wait for other subscriptions", m.dst.Name, maxWorkers)
 	}
 	return nil
+}
+
+// otherSource reports whether a copy mark's source names a known node
+// other than this move's source. A name it cannot place (a move started
+// with DSNs, finished with node names) is given the benefit of the doubt.
+func (m *move) otherSource(name string) bool {
+	if name == "" || name == m.spec.From.Name || name == dsn.Name(m.spec.From.DSN) {
+		return false
+	}
+	for _, n := range m.spec.Fleet.Nodes {
+		if n.Name == name {
+			return dsn.Name(n.DSN) != dsn.Name(m.spec.From.DSN)
+		}
+	}
+	return false
 }

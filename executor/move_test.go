@@ -2,10 +2,13 @@ package executor
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgms-dev/pgms/internal/names"
+	"github.com/pgms-dev/pgms/internal/pgtest"
+	"github.com/pgms-dev/pgms/state"
 )
 
 func TestMoveBasic(t *testing.T) {
@@ -58,5 +61,36 @@ func TestMoveBasic(t *testing.T) {
 	res, err = Move(context.Background(), c.spec(1, true), nil, nil)
 	if err != nil || !res.AlreadyDone {
 		t.Fatalf("second run: %+v, %v", res, err)
+	}
+}
+
+// TestCommittedMoveFinishesFromItsOwnSource: a copy whose cutover
+// committed is finished only from the source its mark names, whose
+// renamed schema holds the shard's final sequence values. Asked to finish
+// it from another node that also holds a renamed source of the shard (an
+// earlier move's), the move refuses before changing anything.
+func TestCommittedMoveFinishesFromItsOwnSource(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	pgtest.Exec(t, c.a, "CREATE SCHEMA sh0005old20261125115900; CREATE TABLE sh0005old20261125115900.t (id bigserial PRIMARY KEY)")
+	pgtest.Exec(t, c.b, "CREATE SCHEMA sh0005; CREATE TABLE sh0005.t (id bigserial PRIMARY KEY); COMMENT ON SCHEMA sh0005 IS "+
+		quoteLiteral(names.CopyMark("sh0005", "c")))
+	spec := c.spec(5, true)
+	spec.Fleet = spec.Fleet.With(state.NodeSpec{Name: "c", DSN: "postgres://app@db-c.invalid:5432/app"})
+	_, err := Move(ctx, spec, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "was made from c, not a") {
+		t.Fatalf("finishing c's committed move from a: %v", err)
+	}
+	if got := c.active(c.b); len(got) != 0 {
+		t.Errorf("b serves %v", got)
+	}
+	// Without a node of that name in the fleet, the mark cannot be placed
+	// and the move goes on (a move started with DSNs, finished by name).
+	spec.Fleet = state.Fleet{}
+	if _, err := Move(ctx, spec, nil, nil); err != nil {
+		t.Fatalf("finishing with the mark's node unknown: %v", err)
+	}
+	if got := c.active(c.b); len(got) != 1 || got[0] != "sh0005" {
+		t.Errorf("b serves %v", got)
 	}
 }
