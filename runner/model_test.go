@@ -137,8 +137,10 @@ func (m *model) edit(r *rand.Rand) string {
 					rest = append(rest, o)
 				}
 			}
-			for s, on := range m.place {
-				if on == n {
+			// In shard order: a map's order would draw the random
+			// numbers differently on every run of the same seed.
+			for _, s := range placed {
+				if m.place[s] == n {
 					m.place[s] = pick(rest)
 				}
 			}
