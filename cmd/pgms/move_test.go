@@ -99,14 +99,8 @@ func TestMoveCrashAtEveryPhase(t *testing.T) {
 	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			src, dst, a, b := moveNodes(t)
-			w, err := workload.Start(context.Background(), workload.Config{
-				DSNs: []string{src.DSN, dst.DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := startItemsWriter(t, src, dst)
 			defer w.Stop()
-			time.Sleep(100 * time.Millisecond)
 
 			cmd := exec.Command(bin, moveArgsFor(src, dst)...)
 			cmd.Env = append(os.Environ(), "PGMS_FAULT="+point)
@@ -438,4 +432,19 @@ func TestMoveCrashMidCopyUnderChurn(t *testing.T) {
 		}
 	}
 	assertMoved(t, a, b)
+}
+
+// startItemsWriter starts a writer on shard 1's items table that routes
+// through the active lists of src and dst, and lets it write a moment
+// before the test acts.
+func startItemsWriter(t *testing.T, src, dst pgtest.DB) *workload.Writer {
+	t.Helper()
+	w, err := workload.Start(context.Background(), workload.Config{
+		DSNs: []string{src.DSN, dst.DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	return w
 }

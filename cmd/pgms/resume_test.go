@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pgms-dev/pgms/internal/bench/move/workload"
 )
 
 // TestMoveContinuesAfterKill kills pgms (SIGKILL) inside the fast copy,
@@ -22,14 +20,8 @@ func TestMoveContinuesAfterKill(t *testing.T) {
 	for _, point := range []string{"move.backfill.table", "move.backfill.copied", "move.backfill.indexed"} {
 		t.Run(point, func(t *testing.T) {
 			src, dst, a, b := moveNodes(t)
-			w, err := workload.Start(context.Background(), workload.Config{
-				DSNs: []string{src.DSN, dst.DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := startItemsWriter(t, src, dst)
 			defer w.Stop()
-			time.Sleep(100 * time.Millisecond)
 			args := append(moveArgsFor(src, dst), "--keep-copy=1")
 			cmd := exec.Command(bin, args...)
 			cmd.Env = append(os.Environ(), "PGMS_FAULT="+point)

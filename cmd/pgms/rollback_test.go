@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgms-dev/pgms/internal/bench/move/workload"
 )
 
 // TestRollbackCrashAtEveryPhase moves a shard with a rollback window and
@@ -47,14 +45,8 @@ func TestRollbackCrashAtEveryPhase(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			src, dst, a, b := moveNodes(t)
-			w, err := workload.Start(context.Background(), workload.Config{
-				DSNs: []string{src.DSN, dst.DSN}, Schema: "sh0001", Table: "items", Interval: 3 * time.Millisecond, UpdateShare: 0.4,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := startItemsWriter(t, src, dst)
 			defer w.Stop()
-			time.Sleep(100 * time.Millisecond)
 			move := append(moveArgsFor(src, dst), "--rollback-window=1h", "--lock-timeout=30s")
 			back := []string{"rollback", "--shard=1", "--dsn=" + src.DSN, "--dsn=" + dst.DSN, "--lock-timeout=30s"}
 			killedAt := func(args []string) {
